@@ -1,0 +1,58 @@
+"""``contrastseg evaluate``: per-structure Dice and HD95 of predicted label maps against references."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.labels import LabelSet
+from ..evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, evaluate_folders, format_table, summarise, write_rows
+from ..io import check_output_path
+from ..training.checkpoint import load_checkpoint
+from .common import add_overwrite_option
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="Dice and HD95 per structure against reference label maps",
+        description="Match predictions to references by case name (suffixes _seg/_pred/_label/_gt ignored; a "
+                    "Decathlon folder's labelsTr/ is used), compute Dice and HD95 (mm, MONAI), print a table and "
+                    "write one row per case and structure.")
+    parser.add_argument("--pred", required=True, help="folder of predicted label maps")
+    parser.add_argument("--ref", required=True, help="folder of reference label maps (or a Decathlon folder)")
+    parser.add_argument("--out", required=True, help="metrics file, .csv or .json; the summary goes beside it")
+    parser.add_argument("--model", help="checkpoint whose label names to use")
+    add_overwrite_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = check_output_path(args.out, args.overwrite)
+    summary_path = check_output_path(summary_path_for(out), args.overwrite)
+    labels = label_names(args.model, args.ref)
+    rows = evaluate_folders(args.pred, args.ref, labels)
+    summary = summarise(rows)
+    print(format_table(rows, CASE_COLUMNS, title="per case"))
+    print()
+    print(format_table(summary, SUMMARY_COLUMNS, title="summary"))
+    write_rows(rows, out, overwrite=args.overwrite)
+    write_rows(summary, summary_path, overwrite=args.overwrite)
+    print(f"wrote {out} and {summary_path}")
+    return 0
+
+
+def summary_path_for(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_summary{out.suffix}")
+
+
+def label_names(model: str | None, reference: str) -> dict[int, str] | None:
+    """Structure names from the checkpoint, else from a Decathlon dataset.json, else None (label_<v>)."""
+    if model:
+        return LabelSet.from_json(load_checkpoint(model).metadata["labels"], model).foreground
+    dataset_json = Path(reference) / "dataset.json"
+    if dataset_json.is_file():
+        from ..data.discovery import discover
+
+        names = discover(reference).label_names
+        return {v: n for v, n in names.items() if v != 0} if names else None
+    return None

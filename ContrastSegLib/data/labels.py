@@ -1,0 +1,54 @@
+"""The classes a model segments: label values, names and colours, in class-index order (index 0 = background)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..errors import ContrastSegError
+
+# A colour per structure, cycled: red, green, blue, yellow, cyan, magenta, orange, purple.
+DEFAULT_COLORS = ((230, 60, 60), (60, 200, 80), (70, 110, 235), (240, 210, 60), (60, 210, 220), (220, 80, 210),
+                  (245, 140, 40), (150, 90, 220))
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """values[i] is the label value of class i; names and colours (RGB 0..255) likewise; values[0] == 0."""
+
+    values: tuple[int, ...]
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def build(cls, values: Iterable[int], names: dict[int, str] | None = None,
+              colors: dict[int, tuple[int, int, int]] | None = None) -> "LabelSet":
+        ordered = sorted(set(int(v) for v in values) | {0})
+        names = names or {}
+        colors = colors or {}
+        return cls(
+            values=tuple(ordered),
+            names=tuple(names.get(v, "background" if v == 0 else f"label_{v}") for v in ordered),
+            colors=tuple(tuple(colors.get(v, (0, 0, 0) if v == 0 else DEFAULT_COLORS[(i - 1) % len(DEFAULT_COLORS)]))
+                         for i, v in enumerate(ordered)),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.values)
+
+    @property
+    def foreground(self) -> dict[int, str]:
+        """{value: name} of the structures (background left out)."""
+        return {v: n for v, n in zip(self.values, self.names) if v != 0}
+
+    def to_json(self) -> dict:
+        return {"values": list(self.values), "names": list(self.names), "colors": [list(c) for c in self.colors]}
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "checkpoint") -> "LabelSet":
+        try:
+            return cls(tuple(int(v) for v in data["values"]), tuple(str(n) for n in data["names"]),
+                       tuple(tuple(int(x) for x in c) for c in data["colors"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ContrastSegError(f"{source}: label description is damaged ({error}); train the model again") from None

@@ -1,0 +1,121 @@
+"""Prediction from files to files: one volume to one label map, or many volumes to one output folder.
+
+All outputs are checked before any work starts; a single volume's outputs are written only once its prediction has
+succeeded, and a folder of outputs appears as a whole (written in a hidden folder, renamed at the end), so a bad
+input never leaves partial results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..data.discovery import discover
+from ..errors import ContrastSegError
+from ..io import atomic_path, check_output_path, image_suffix, read_image, write_image_like, write_volume
+from ..io.read import case_stem
+from ..training.progress import ProgressReporter
+from .predictor import Prediction, Predictor
+
+
+@dataclass(frozen=True)
+class PredictionTask:
+    """One input volume and where its label map (and optional maps) go."""
+
+    image: Path
+    output: Path
+    channel: int | None = None
+    probabilities: Path | None = None
+    uncertainty: Path | None = None
+
+
+def companion_path(output: Path, tag: str) -> Path:
+    """``scan_seg.nii.gz`` + ``probabilities`` -> ``scan_seg_probabilities.nii.gz`` (same folder and format)."""
+    suffix = image_suffix(output) or ".nii.gz"
+    return output.with_name(f"{case_stem(output)}_{tag}{suffix}")
+
+
+def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
+                probabilities: bool | str = False, uncertainty: bool | str = False, overwrite: bool = False,
+                device: str = "auto", precision: str = "auto", channel: int | None = None,
+                reporter: ProgressReporter | None = None) -> list[Path]:
+    """Predict ``inputs`` (one file or DICOM folder -> ``output`` file; several files or a dataset folder ->
+    ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/``uncertainty``: True for a name derived from
+    the output, or a path (single input only). Returns the label-map paths written."""
+    output = Path(output)
+    single = len(inputs) == 1 and (Path(inputs[0]).is_file() or _is_dicom_folder(Path(inputs[0])))
+    check_output_path(output, overwrite)
+    predictor = Predictor.from_file(model, device=device, precision=precision)
+    reporter = reporter or ProgressReporter("predict", 0)
+    if single:
+        task = _single_task(Path(inputs[0]), output, channel, probabilities, uncertainty, overwrite)
+        reporter.total = 1
+        reporter.started(device=predictor.plan.describe())
+        prediction = _predict_task(predictor, task)
+        _write_outputs(task, prediction, overwrite)
+        reporter.update(1)
+        reporter.finished(outputs=[str(task.output)])
+        return [task.output]
+    if isinstance(probabilities, str) or isinstance(uncertainty, str):
+        raise ContrastSegError(f"{output}: with several inputs, give --probabilities/--uncertainty without a path "
+                               "(the names are derived from each case)")
+    with atomic_path(output, overwrite) as staging:
+        staging.mkdir()
+        tasks = _folder_tasks(inputs, staging, channel, bool(probabilities), bool(uncertainty))
+        reporter.total = len(tasks)
+        reporter.started(device=predictor.plan.describe(), volumes=len(tasks))
+        for done, task in enumerate(tasks, start=1):
+            _write_outputs(task, _predict_task(predictor, task), overwrite=False)
+            reporter.update(done)
+    written = [output / t.output.name for t in tasks]
+    reporter.finished(outputs=[str(p) for p in written])
+    return written
+
+
+def _predict_task(predictor: Predictor, task: PredictionTask) -> Prediction:
+    image = read_image(task.image, channel=task.channel)
+    return predictor.predict(image, probabilities=task.probabilities is not None,
+                             uncertainty=task.uncertainty is not None)
+
+
+def _write_outputs(task: PredictionTask, prediction: Prediction, overwrite: bool) -> None:
+    if task.probabilities is not None:
+        write_image_like(prediction.probability_image(), task.probabilities, overwrite)
+    if task.uncertainty is not None:
+        write_volume(prediction.uncertainty, task.uncertainty, overwrite)
+    write_volume(prediction.label, task.output, overwrite, label=True)
+
+
+def _single_task(image: Path, output: Path, channel, probabilities, uncertainty, overwrite) -> PredictionTask:
+    if not image_suffix(output):
+        raise ContrastSegError(f"{output}: give the label map a file name ending in .nii.gz, .nrrd, .mha or .mhd")
+    extras = {}
+    for tag, request in (("probabilities", probabilities), ("uncertainty", uncertainty)):
+        if request:
+            path = companion_path(output, tag) if request is True else Path(request)
+            extras[tag] = check_output_path(path, overwrite)
+    return PredictionTask(image, output, channel, extras.get("probabilities"), extras.get("uncertainty"))
+
+
+def _folder_tasks(inputs, folder: Path, channel, probabilities: bool, uncertainty: bool) -> list[PredictionTask]:
+    sources: list[tuple[str, Path, int | None]] = []
+    for item in map(Path, inputs):
+        if item.is_file() or _is_dicom_folder(item):
+            sources.append((case_stem(item), item, channel))
+        else:
+            sources += [(c.id, c.image, c.channel if channel is None else channel)
+                        for c in discover(item, channel=channel).cases]
+    ids = [case_id for case_id, _, _ in sources]
+    if len(set(ids)) != len(ids):
+        raise ContrastSegError(f"{folder.name}: two inputs share a case name; rename them so outputs do not collide")
+    return [PredictionTask(
+        image, folder / f"{case_id}_seg.nii.gz", ch,
+        folder / f"{case_id}_seg_probabilities.nii.gz" if probabilities else None,
+        folder / f"{case_id}_seg_uncertainty.nii.gz" if uncertainty else None,
+    ) for case_id, image, ch in sources]
+
+
+def _is_dicom_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() == ".dcm" for p in path.iterdir())

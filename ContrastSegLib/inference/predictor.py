@@ -1,0 +1,85 @@
+"""A trained checkpoint applied to whole volumes: label map (and optionally class probabilities and an uncertainty
+map) on the volume's own grid, with its exact geometry."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..data.labels import LabelSet
+from ..errors import ContrastSegError
+from ..io import Volume
+from ..models import UNet2D, UNetConfig
+from ..preprocess import PreprocessConfig, preprocess_volume, restore_probabilities
+from ..training.checkpoint import Checkpoint, load_checkpoint
+from ..training.precision import ExecutionPlan, plan_execution
+from .slices import slice_probabilities
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """label: label values on the input grid; probabilities: (C, K, J, I) float32 or None;
+    uncertainty: entropy of the mean flip-averaged probabilities / log C, in [0, 1], or None."""
+
+    label: Volume
+    probabilities: np.ndarray | None = None
+    uncertainty: Volume | None = None
+
+    def probability_image(self) -> sitk.Image:
+        """The probabilities as a C-component SimpleITK image on the label's grid (for NIfTI/NRRD output)."""
+        if self.probabilities is None:
+            raise ValueError("this prediction was made without probabilities")
+        image = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(self.probabilities, 0, -1)), isVector=True)
+        image.SetSpacing(self.label.spacing)
+        image.SetOrigin(self.label.origin)
+        image.SetDirection(self.label.direction)
+        return image
+
+
+class Predictor:
+    """Load once, predict many volumes: ``Predictor.from_file("model.pt").predict(volume)``."""
+
+    def __init__(self, checkpoint: Checkpoint, source: str = "checkpoint", device: str = "auto",
+                 precision: str = "auto", batch_size: int = 32, plan: ExecutionPlan | None = None):
+        meta = checkpoint.metadata
+        if meta.get("stage") != "finetune" or "labels" not in meta:
+            raise ContrastSegError(
+                f"{source}: this is a '{meta.get('stage')}' checkpoint without a segmentation head; "
+                "fine-tune it first (contrastseg finetune --init ...) and predict with the result"
+            )
+        try:
+            self.labels = LabelSet.from_json(meta["labels"], source)
+            self.preprocess_config = PreprocessConfig.from_json(meta["preprocessing"])
+            self.model = UNet2D(UNetConfig.from_json(meta["architecture"]))
+            self.model.load_state_dict(checkpoint.model)
+        except (KeyError, TypeError, RuntimeError) as error:
+            raise ContrastSegError(f"{source}: checkpoint does not match its architecture ({error})") from None
+        self.plan = plan or plan_execution(device, precision)
+        self.model.to(self.plan.device).eval()
+        if self.plan.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.batch_size = batch_size
+        self.source = source
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":
+        return cls(load_checkpoint(path), source=str(path), **kwargs)
+
+    def predict(self, image: Volume, probabilities: bool = False, uncertainty: bool = False) -> Prediction:
+        """Segment ``image``; with ``uncertainty`` the prediction averages four test-time flips."""
+        prepared = preprocess_volume(image, self.preprocess_config)
+        slices = slice_probabilities(self.model, prepared.image, self.plan, self.batch_size, flips=uncertainty)
+        restored = restore_probabilities(slices, prepared.record)  # (C, K, J, I)
+        indices = restored.argmax(0)
+        values = np.asarray(self.labels.values, dtype=np.uint8 if max(self.labels.values) < 256 else np.uint16)
+        label = image.with_array(values[indices], source=f"{image.name} (prediction)")
+        entropy = None
+        if uncertainty:
+            clipped = np.clip(restored, 1e-8, 1.0)
+            normalised = -(clipped * np.log(clipped)).sum(0) / np.log(len(self.labels.values))
+            entropy = image.with_array(normalised.astype(np.float32), source=f"{image.name} (uncertainty)")
+        return Prediction(label, restored.astype(np.float32) if probabilities else None, entropy)

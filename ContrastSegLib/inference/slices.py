@@ -1,0 +1,49 @@
+"""Network over preprocessed slices: batched forward passes to class probabilities, optionally with test-time
+flips."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice
+from torch import nn
+
+from ..training.precision import ExecutionPlan
+
+# Test-time flips: identity, left-right, up-down, both (dims of a (B, C, H, W) tensor).
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+
+
+@torch.no_grad()
+def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,
+                        flips: bool = False) -> np.ndarray:
+    """(S, P, P) float32 images -> (S, C, P, P) float32 softmax probabilities (mean over flips with ``flips``)."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, slices.shape[0], batch_size):
+            batch = torch.from_numpy(slices[start:start + batch_size]).unsqueeze(1).to(plan.device)
+            if plan.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            total = None
+            for dims in FLIPS if flips else FLIPS[:1]:
+                with plan.autocast():
+                    logits = model(batch.flip(dims) if dims else batch)
+                probabilities = torch.softmax(logits.float(), dim=1)
+                probabilities = probabilities.flip(dims) if dims else probabilities
+                total = probabilities if total is None else total + probabilities
+            outputs.append((total / (len(FLIPS) if flips else 1)).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+def foreground_dice(prediction: np.ndarray, reference: np.ndarray, num_classes: int) -> float:
+    """Mean Dice (MONAI) over the foreground classes of two class-index arrays of equal shape; a class absent
+    from both counts as 1."""
+    def one_hot(indices: np.ndarray) -> torch.Tensor:
+        return nn.functional.one_hot(torch.from_numpy(indices.astype(np.int64)), num_classes).movedim(-1, 0)[None]
+
+    scores = compute_dice(one_hot(prediction), one_hot(reference), include_background=False, ignore_empty=False)
+    return float(scores.mean())

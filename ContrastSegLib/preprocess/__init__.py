@@ -1,0 +1,9 @@
+"""Invertible preprocessing: volume -> normalised square slices, and predictions back onto the original grid."""
+
+from .pipeline import PreparedVolume, labels_to_indices, preprocess_volume, restore_probabilities
+from .record import PreprocessConfig, PreprocessRecord
+
+__all__ = [
+    "PreparedVolume", "PreprocessConfig", "PreprocessRecord", "labels_to_indices", "preprocess_volume",
+    "restore_probabilities",
+]

@@ -1,0 +1,107 @@
+"""Grid operations of preprocessing: slice axis, in-plane resampling (SimpleITK) and centre crop/pad.
+
+Slices are stacked as (S, R, C): S slices of R rows and C columns. In-plane resampling keeps the physical extent of
+the plane (edge-aligned grids), so resampling there and back is consistent; slices are never mixed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+
+def choose_slice_axis(spacing_ijk: tuple[float, float, float], requested: int | None) -> int:
+    """Array axis (0 = k, 1 = j, 2 = i) to slice along: ``requested``, else the one with the largest spacing
+    (k on ties, the usual through-plane axis)."""
+    if requested is not None:
+        if requested not in (0, 1, 2):
+            raise ValueError(f"slice axis must be 0, 1 or 2, got {requested}")
+        return requested
+    spacing_kji = spacing_ijk[::-1]
+    return int(np.argmax(np.round(spacing_kji, 6)))
+
+
+def to_slice_stack(array: np.ndarray, axis: int) -> np.ndarray:
+    """(K, J, I) -> (S, R, C) with the slice axis first and the other two in order."""
+    return np.moveaxis(array, axis, 0)
+
+
+def from_slice_stack(stack: np.ndarray, axis: int) -> np.ndarray:
+    """Inverse of :func:`to_slice_stack`; a leading channel axis is kept: (C, S, R, C') -> (C, K, J, I)."""
+    offset = stack.ndim - 3
+    return np.moveaxis(stack, offset, offset + axis)
+
+
+def plane_spacing(spacing_ijk: tuple[float, float, float], axis: int) -> tuple[float, float]:
+    """(row, col) spacing of the slices cut along ``axis``."""
+    spacing_kji = list(spacing_ijk[::-1])
+    del spacing_kji[axis]
+    return float(spacing_kji[0]), float(spacing_kji[1])
+
+
+def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target: float | None) -> tuple[int, int]:
+    """(rows, cols) covering the same extent at ``target`` mm (unchanged when ``target`` is None)."""
+    if target is None:
+        return shape
+    return tuple(max(1, int(round(n * s / target))) for n, s in zip(shape, spacing))
+
+
+def resample_planes(stack: np.ndarray, out_shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Resample every slice of ``stack`` (S, R, C) or (S, R, C, channels) to ``out_shape`` (rows, cols).
+
+    Linear interpolation (nearest with ``nearest``); channels are resampled together as a vector image.
+    """
+    in_shape = stack.shape[1:3]
+    if tuple(out_shape) == tuple(in_shape):
+        return stack
+    vector = stack.ndim == 4
+    image = sitk.GetImageFromArray(np.ascontiguousarray(stack), isVector=vector)
+    out_spacing = (in_shape[1] / out_shape[1], in_shape[0] / out_shape[0], 1.0)
+    out_origin = ((out_spacing[0] - 1.0) / 2.0, (out_spacing[1] - 1.0) / 2.0, 0.0)
+    resampled = sitk.Resample(
+        image,
+        (int(out_shape[1]), int(out_shape[0]), stack.shape[0]),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear,
+        out_origin,
+        out_spacing,
+        (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+        0.0,
+        image.GetPixelID(),
+    )
+    return sitk.GetArrayFromImage(resampled)
+
+
+def centre_offset(shape: tuple[int, int], crop: int) -> tuple[int, int]:
+    """Top-left corner of a centred ``crop`` window in a plane of ``shape`` (negative: the window pads)."""
+    return tuple((n - crop) // 2 for n in shape)
+
+
+def crop_or_pad(stack: np.ndarray, offset: tuple[int, int], crop: int, fill: float = 0.0) -> np.ndarray:
+    """Cut the (crop, crop) window at ``offset`` out of every plane of (S, R, C, ...) ``stack``, padding with
+    ``fill`` where the window leaves the plane."""
+    out = np.full((stack.shape[0], crop, crop) + stack.shape[3:], fill, dtype=stack.dtype)
+    source, target = _overlap(stack.shape[1:3], offset, crop)
+    out[(slice(None),) + target] = stack[(slice(None),) + source]
+    return out
+
+
+def uncrop(window: np.ndarray, offset: tuple[int, int], plane: tuple[int, int], fill: np.ndarray) -> np.ndarray:
+    """Put (S, crop, crop, ...) ``window`` back into planes of ``plane`` shape; elsewhere the value ``fill``
+    (broadcast over the trailing axes, e.g. a background one-hot vector)."""
+    crop = window.shape[1]
+    out = np.empty((window.shape[0],) + tuple(plane) + window.shape[3:], dtype=window.dtype)
+    out[...] = fill
+    source, target = _overlap(plane, offset, crop)
+    out[(slice(None),) + source] = window[(slice(None),) + target]
+    return out
+
+
+def _overlap(plane: tuple[int, int], offset: tuple[int, int], crop: int) -> tuple[tuple, tuple]:
+    """Index slices of the overlap of the plane and the window, in plane and in window coordinates."""
+    in_plane, in_window = [], []
+    for size, start in zip(plane, offset):
+        lo, hi = max(start, 0), min(start + crop, size)
+        in_plane.append(slice(lo, hi))
+        in_window.append(slice(lo - start, hi - start))
+    return tuple(in_plane), tuple(in_window)

@@ -1,0 +1,99 @@
+"""Volume -> normalised, equally sized slices, and predictions back onto the volume's own grid.
+
+Steps (each recorded so that :func:`restore_probabilities` can invert them): optional N4, slice axis, in-plane
+resampling to the target spacing, 1–99 % percentile normalisation, centre crop/pad to ``crop_size``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ContrastSegError
+from ..io.volume import Volume
+from . import geometry
+from .intensity import n4_correct, normalise, percentile_range
+from .record import PreprocessConfig, PreprocessRecord
+
+
+@dataclass(frozen=True)
+class PreparedVolume:
+    """image: (S, P, P) float32 in [0, 1]; label: (S, P, P) uint8 class indices or None; record: how to invert."""
+
+    image: np.ndarray
+    label: np.ndarray | None
+    record: PreprocessRecord
+    source: str = ""
+
+
+def preprocess_volume(
+    image: Volume,
+    config: PreprocessConfig,
+    label: Volume | None = None,
+    class_values: Sequence[int] | None = None,
+) -> PreparedVolume:
+    """Slices of ``image`` (and of ``label``, as indices into ``class_values``) ready for the network."""
+    if config.n4:
+        image = n4_correct(image)
+    axis = geometry.choose_slice_axis(image.spacing, config.slice_axis)
+    stack = geometry.to_slice_stack(image.array, axis)
+    spacing = geometry.plane_spacing(image.spacing, axis)
+    out_shape = geometry.resampled_shape(stack.shape[1:], spacing, config.target_spacing)
+    resampled = geometry.resample_planes(stack.astype(np.float32, copy=False), out_shape)
+    intensity_range = percentile_range(resampled, config.percentiles, image.name)
+    offset = geometry.centre_offset(out_shape, config.crop_size)
+    slices = geometry.crop_or_pad(normalise(resampled, intensity_range), offset, config.crop_size)
+    record = PreprocessRecord(
+        original_shape=tuple(image.array.shape),
+        slice_axis=axis,
+        plane_shape=tuple(stack.shape[1:]),
+        plane_spacing=spacing,
+        resampled_shape=tuple(out_shape),
+        crop_offset=tuple(offset),
+        crop_size=config.crop_size,
+        intensity_range=intensity_range,
+    )
+    indices = None
+    if label is not None:
+        indices = _label_to_slices(label, record, class_values)
+    return PreparedVolume(slices, indices, record, image.source)
+
+
+def restore_probabilities(probabilities: np.ndarray, record: PreprocessRecord) -> np.ndarray:
+    """(S, C, P, P) class probabilities of the slices -> (C, K, J, I) on the original grid.
+
+    Outside the crop window the background class (index 0) gets probability 1.
+    """
+    channels = probabilities.shape[1]
+    window = np.ascontiguousarray(np.moveaxis(probabilities, 1, -1))  # (S, P, P, C)
+    background = np.zeros(channels, dtype=window.dtype)
+    background[0] = 1
+    plane = geometry.uncrop(window, record.crop_offset, record.resampled_shape, background)
+    plane = geometry.resample_planes(plane, record.plane_shape)  # (S, R, C', C)
+    return geometry.from_slice_stack(np.moveaxis(plane, -1, 0), record.slice_axis)
+
+
+def labels_to_indices(array: np.ndarray, class_values: Sequence[int], source: str) -> np.ndarray:
+    """Label values -> class indices (uint8, same shape); a value not in ``class_values`` is refused."""
+    lookup = np.full(int(max(array.max(initial=0), max(class_values))) + 1, 255, dtype=np.uint8)
+    lookup[np.asarray(class_values)] = np.arange(len(class_values), dtype=np.uint8)
+    indices = lookup[array]
+    if (indices == 255).any():
+        unknown = sorted(set(np.unique(array).tolist()) - set(class_values))
+        raise ContrastSegError(
+            f"{source}: label values {unknown} are not among the model's classes {list(class_values)}; "
+            "fix the label map or train with these labels"
+        )
+    return indices
+
+
+def _label_to_slices(label: Volume, record: PreprocessRecord, class_values: Sequence[int] | None) -> np.ndarray:
+    """Label map -> (S, P, P) class indices on the preprocessed grid (one-hot resampled linearly, then argmax)."""
+    values = sorted(set(np.unique(label.array).tolist()) | {0}) if class_values is None else list(class_values)
+    indices = geometry.to_slice_stack(labels_to_indices(label.array, values, label.name), record.slice_axis)
+    if record.resampled:
+        one_hot = np.eye(len(values), dtype=np.float32)[indices]  # (S, R, C, classes)
+        indices = geometry.resample_planes(one_hot, record.resampled_shape).argmax(-1).astype(np.uint8)
+    return geometry.crop_or_pad(indices, record.crop_offset, record.crop_size, fill=0)

@@ -1,0 +1,97 @@
+"""Checkpoints: tensors plus JSON metadata in one ``.pt`` file, safe to load and written atomically.
+
+The file is a dict ``{"format": "contrastseg-checkpoint", "format_version": 1, "metadata": <JSON string>,
+"model": state_dict, "optimizer": optional state_dict, "rng": optional tensors}`` and is read with
+``torch.load(weights_only=True)``: a file holding code (a pickled object) is refused, never executed.
+
+Metadata keys: ``architecture`` (UNetConfig), ``labels`` (values, names, colours), ``preprocessing``
+(PreprocessConfig), ``stage``, ``config`` (the stage's dataclass), ``lineage`` (list of earlier stages),
+``step``, ``library_version``, ``created``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..errors import ContrastSegError
+from ..io.write import atomic_path
+
+FORMAT = "contrastseg-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """model: state dict; metadata: JSON-able dict; optimizer/extra: optional state for resuming."""
+
+    model: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    optimizer: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Write ``checkpoint`` atomically (temporary file + rename); metadata gets version and time stamps."""
+    metadata = dict(checkpoint.metadata)
+    metadata.setdefault("library_version", __version__)
+    metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "metadata": json.dumps(metadata, sort_keys=True),
+        "model": {k: v.detach().cpu() for k, v in checkpoint.model.items()},
+    }
+    if checkpoint.optimizer is not None:
+        payload["optimizer"] = checkpoint.optimizer
+    if checkpoint.extra:
+        payload["extra"] = checkpoint.extra
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        torch.save(payload, temporary)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; anything else is refused with a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContrastSegError(f"{path}: checkpoint not found; pass the .pt file written by contrastseg finetune")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ContrastSegError(
+            f"{path}: refused to load — the file holds Python objects, not only tensors ({_short(error)}); "
+            "use a checkpoint written by contrastseg"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ContrastSegError(
+            f"{path}: not a readable checkpoint (truncated or corrupt: {_short(error)}); train it again or copy "
+            "the complete file"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ContrastSegError(f"{path}: not a ContrastSeg checkpoint; pass a .pt file written by contrastseg")
+    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+        raise ContrastSegError(
+            f"{path}: checkpoint format {payload['format_version']} is newer than this library "
+            f"({FORMAT_VERSION}); upgrade contrastseg"
+        )
+    try:
+        metadata = json.loads(payload["metadata"])
+        model = dict(payload["model"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ContrastSegError(f"{path}: checkpoint metadata is damaged ({_short(error)}); train it again") from None
+    return Checkpoint(model, metadata, payload.get("optimizer"), payload.get("extra", {}))
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return (text[:160] + "…") if len(text) > 160 else text or type(error).__name__

@@ -1,0 +1,178 @@
+"""Fine-tuning from files to a checkpoint: discover the labeled volumes, honour the split, check every input,
+preprocess, train, and write the checkpoint atomically. The CLI, the demo and the Slicer module call this."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..data.discovery import Case, Dataset, discover
+from ..data.labels import LabelSet
+from ..data.splits import check_not_test, load_split
+from ..errors import ContrastSegError
+from ..io import Volume, check_output_path, read_image, read_label
+from ..models import UNet2D, UNetConfig
+from ..preprocess import PreparedVolume, PreprocessConfig, preprocess_volume
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .finetune import FinetuneConfig, FinetuneResult, finetune
+from .progress import ProgressReporter
+
+
+@dataclass(frozen=True)
+class LabeledVolume:
+    """A checked (image, label) pair of one case."""
+
+    case: Case
+    image: Volume
+    label: Volume
+
+
+def read_labeled_cases(dataset: Dataset, cases: Sequence[Case]) -> list[LabeledVolume]:
+    """Read and check every pair: readable, 3-D, finite, label on the image grid, declared values, foreground."""
+    allowed = set(dataset.label_names) if dataset.label_names else None
+    pairs = []
+    for case in cases:
+        image = read_image(case.image, channel=case.channel)
+        label = read_label(case.label, image=image, allowed=allowed)
+        if not label.array.any():
+            raise ContrastSegError(
+                f"{case.label}: label map has no foreground (all 0); annotate at least one structure or leave "
+                "this volume out of the labeled set"
+            )
+        pairs.append(LabeledVolume(case, image, label))
+    return pairs
+
+
+def label_set_for(dataset: Dataset, pairs: Sequence[LabeledVolume]) -> LabelSet:
+    """Classes from the dataset's declared labels, else from the values found in the label maps."""
+    if dataset.label_names:
+        return LabelSet.build(dataset.label_names, dataset.label_names, dataset.label_colors)
+    values = set()
+    for pair in pairs:
+        values |= set(np.unique(pair.label.array).tolist())
+    return LabelSet.build(values)
+
+
+def resolve_preprocessing(config: PreprocessConfig, pairs: Sequence[LabeledVolume], divisor: int) -> PreprocessConfig:
+    """Fill ``target_spacing`` (median in-plane spacing of the training volumes when unset) and check the crop."""
+    if config.crop_size % divisor:
+        raise ContrastSegError(
+            f"--crop-size {config.crop_size} must be a multiple of {divisor} (the UNet halves the image "
+            f"{int(np.log2(divisor))} times); try {max(divisor, round(config.crop_size / divisor) * divisor)}"
+        )
+    if config.target_spacing is not None:
+        return config
+    from ..preprocess.geometry import choose_slice_axis, plane_spacing
+
+    spacings = [min(plane_spacing(p.image.spacing, choose_slice_axis(p.image.spacing, config.slice_axis)))
+                for p in pairs]
+    return PreprocessConfig(**{**config.to_json(), "target_spacing": round(float(np.median(spacings)), 4)})
+
+
+def initialise_model(model: UNet2D, init: Checkpoint, source: str, labels: LabelSet) -> list[str]:
+    """Copy the matching tensors of ``init`` into ``model``; the segmentation head only when the classes agree.
+
+    Returns the names of the parts taken from ``init``."""
+    init_labels = init.metadata.get("labels")
+    if init_labels and LabelSet.from_json(init_labels, source).values != labels.values:
+        raise ContrastSegError(
+            f"{source}: the checkpoint segments labels {init_labels['values']}, the labeled data has "
+            f"{list(labels.values)}; fine-tune from a pre-trained checkpoint or use data with the same labels"
+        )
+    own = model.state_dict()
+    taken = {k: v for k, v in init.model.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("encoder.") for k in taken):
+        raise ContrastSegError(f"{source}: no encoder weights fit this UNet; check --channels matches the checkpoint")
+    model.load_state_dict(taken, strict=False)
+    return sorted({k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("decoder.") else "") for k in taken})
+
+
+def run_finetune(
+    labeled: str | os.PathLike,
+    out: str | os.PathLike,
+    config: FinetuneConfig = FinetuneConfig(),
+    preprocess: PreprocessConfig = PreprocessConfig(crop_size=192),
+    channels: tuple[int, ...] = UNetConfig().channels,
+    split: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = None,
+    channel: int | None = None,
+    overwrite: bool = False,
+    reporter: ProgressReporter | None = None,
+) -> tuple[Path, FinetuneResult]:
+    """Fine-tune on the labeled volumes of ``labeled`` (folder or manifest) and write the checkpoint ``out``.
+
+    With ``split``, only its ``train_labeled`` cases train and its ``validation`` cases validate; a test case is
+    refused. Without, every labeled case trains and there is no validation.
+    """
+    out = check_output_path(out, overwrite)
+    reporter = reporter or ProgressReporter("finetune", config.iterations)
+    dataset = discover(labeled, channel=channel)
+    train_cases, validation_cases = _training_cases(dataset, split)
+    init_checkpoint = load_checkpoint(init) if init else None
+    train_pairs = read_labeled_cases(dataset, train_cases)
+    validation_pairs = read_labeled_cases(dataset, validation_cases)
+    labels = label_set_for(dataset, train_pairs)
+    model_config = UNetConfig(in_channels=1, num_classes=labels.num_classes, channels=tuple(channels))
+    preprocess = resolve_preprocessing(preprocess, train_pairs, model_config.divisor)
+    train = [_prepare(p, preprocess, labels) for p in train_pairs]
+    validation = [_prepare(p, preprocess, labels) for p in validation_pairs]
+    torch.manual_seed(config.seed)
+    model = UNet2D(model_config)
+    lineage = []
+    if init_checkpoint is not None:
+        parts = initialise_model(model, init_checkpoint, str(init), labels)
+        reporter.log(f"initialised {', '.join(parts)} from {init}")
+        lineage = list(init_checkpoint.metadata.get("lineage", [])) + [_lineage_entry(init_checkpoint, init)]
+    result = finetune(model, train, config, validation, reporter)
+    metadata = {
+        "stage": "finetune",
+        "architecture": model_config.to_json(),
+        "labels": labels.to_json(),
+        "preprocessing": preprocess.to_json(),
+        "config": config.to_json(),
+        "data": {"source": str(Path(labeled).resolve()), "train_cases": [c.id for c in train_cases],
+                 "validation_cases": [c.id for c in validation_cases], "split": str(split) if split else None},
+        "result": {"best_step": result.best_step, "final_loss": float(np.mean(result.losses[-10:])),
+                   "validation": result.validation, "seconds": round(result.seconds, 2)},
+        "lineage": lineage,
+        "step": config.iterations,
+    }
+    save_checkpoint(Checkpoint(model.state_dict(), metadata), out, overwrite=overwrite)
+    reporter.checkpoint(str(out), config.iterations)
+    reporter.finished(checkpoint=str(out), best_step=result.best_step)
+    return out, result
+
+
+def _training_cases(dataset: Dataset, split_path) -> tuple[list[Case], list[Case]]:
+    if split_path is None:
+        cases = list(dataset.labeled)
+        validation: list[Case] = []
+    else:
+        split = load_split(split_path)
+        ids = list(split.groups["train_labeled"])
+        validation_ids = list(split.groups["validation"])
+        check_not_test(split, ids + validation_ids, stage="finetune")
+        cases, validation = list(dataset.subset(ids).cases), list(dataset.subset(validation_ids).cases)
+    if not cases:
+        raise ContrastSegError(
+            f"{dataset.root}: no labeled volumes to train on; give image/label pairs (e.g. case.nii.gz + "
+            "case_seg.nii.gz) or a manifest with a 'label' column"
+        )
+    unlabeled = [c.id for c in cases + validation if c.label is None]
+    if unlabeled:
+        raise ContrastSegError(f"{dataset.root}: cases {unlabeled} have no label map; fix the split or the data")
+    return cases, validation
+
+
+def _prepare(pair: LabeledVolume, config: PreprocessConfig, labels: LabelSet) -> PreparedVolume:
+    return preprocess_volume(pair.image, config, pair.label, labels.values)
+
+
+def _lineage_entry(checkpoint: Checkpoint, path) -> dict:
+    meta = checkpoint.metadata
+    return {"path": str(path), "stage": meta.get("stage"), "config": meta.get("config"), "data": meta.get("data")}

@@ -3,6 +3,7 @@ event lines, tiny training settings, tiny image/label volumes, and the checks ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 import torch
 
@@ -26,14 +26,16 @@ ORIGIN = (-30.0, -30.0, 10.0)
 SHAPE = (6, 40, 40)  # (slices, rows, columns)
 
 
-@pytest.fixture(scope="module", autouse=False)
-def one_torch_thread():
+@contextlib.contextmanager
+def torch_threads(count: int):
     """Tiny tensors gain nothing from a second thread, and two spinning threads slow to a crawl when another job
-    shares the cores; the previous setting comes back after the module."""
+    shares the cores; the previous setting comes back afterwards."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from cli_helpers import (FAST_PREDICT, TINY_TRAINING, assert_refused, events, named, one_torch_thread, run_cli,
-                         run_subprocess)
+from cli_helpers import (FAST_PREDICT, TINY_TRAINING, assert_refused, events, named, run_cli, run_subprocess,
+                         torch_threads)
 
 from ContrastSegLib import __version__
 from ContrastSegLib.cli import main
@@ -21,7 +21,12 @@ from ContrastSegLib.data.splits import check_not_test, load_split
 from ContrastSegLib.errors import ContrastSegError
 
 STRUCTURES = ["LV", "myocardium", "RV"]
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -46,11 +46,11 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def run_subprocess(*argv, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_subprocess(*argv) -> subprocess.CompletedProcess:
     """``python -m ContrastSegLib ARGV`` as its own process, on the CPU, stdout and stderr captured (not TTYs)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, "-m", "ContrastSegLib", *map(str, argv)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+                          text=True, env=env, timeout=300)
 
 
 def events(stdout: str) -> list[dict]:
@@ -119,3 +119,67 @@ def write_pair(folder: Path, case: str, image: np.ndarray | None = None, label: 
 def file_state(path: Path) -> tuple[bytes, int]:
     """Contents and modification time of a file, to show it was left untouched."""
     return path.read_bytes(), path.stat().st_mtime_ns
+
+
+# Bad image files: each builder writes ``folder/bad<suffix>`` and returns its path; BAD_IMAGES maps a name to
+# (builder, a phrase of the expected error).
+
+def truncated_nifti(folder):
+    path = write_image(folder / "bad.nii.gz", blob_arrays()[0])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def random_bytes_nrrd(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "bad.nrrd"
+    path.write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+def two_d_image(folder):
+    return write_image(folder / "bad.nii.gz", blob_arrays()[0][0])
+
+
+def four_d_image(folder):
+    """A 4-D scalar image of two 3-D frames (not a vector image)."""
+    frames = [sitk.GetImageFromArray(array) for array in (blob_arrays()[0], np.zeros(SHAPE, np.float32))]
+    image = sitk.JoinSeries(frames)
+    image.SetSpacing(SPACING + (1.0,))
+    folder.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(folder / "bad.nii.gz"))
+    return folder / "bad.nii.gz"
+
+
+def vector_image(folder):
+    """A 3-D image with two components per voxel."""
+    image = blob_arrays()[0]
+    return write_image(folder / "bad.nrrd", np.stack([image, image], axis=-1))
+
+
+def nan_nifti(folder):
+    image = blob_arrays()[0]
+    image[2, 5, 5] = np.nan
+    return write_image(folder / "bad.nii.gz", image)
+
+
+def inf_nrrd(folder):
+    image = blob_arrays()[0]
+    image[1, 7, 9] = np.inf
+    return write_image(folder / "bad.nrrd", image)
+
+
+def one_slice_image(folder):
+    return write_image(folder / "bad.nii.gz", blob_arrays()[0][:1])
+
+
+BAD_IMAGES = {
+    "truncated .nii.gz": (truncated_nifti, "truncated"),
+    "random bytes .nrrd": (random_bytes_nrrd, "cannot read"),
+    "2-D image": (two_d_image, "3-D volume"),
+    "4-D image": (four_d_image, "4-D with 2 frames"),
+    "2-component image": (vector_image, "2 components per voxel"),
+    "NaN voxel": (nan_nifti, "NaN or Inf"),
+    "Inf voxel": (inf_nrrd, "NaN or Inf"),
+    "one slice": (one_slice_image, "at least 2 slices"),
+}

@@ -25,7 +25,7 @@ def test_flips_only_move_image_and_label_alike():
     flips_seen = set()
     for b in range(images.shape[0]):
         for dims in ((), (0,), (1,), (0, 1)):  # dims of an (H, W) slice
-            if torch.allclose(warped[b, 0], images[b, 0].flip(dims) if dims else images[b, 0], atol=1e-5):
+            if torch.allclose(warped[b, 0], images[b, 0].flip(dims) if dims else images[b, 0], atol=1e-3):
                 flips_seen.add(dims)
                 expected = targets[b].flip([d + 1 for d in dims]) if dims else targets[b]
                 assert torch.equal(moved[b], expected)

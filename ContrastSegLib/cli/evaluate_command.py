@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..data.labels import LabelSet
+from ..errors import ContrastSegError
 from ..evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, evaluate_folders, format_table, summarise, write_rows
 from ..io import check_output_path
 from ..training.checkpoint import load_checkpoint
@@ -28,6 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_path(args.out, args.overwrite)
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise ContrastSegError(f"{out}: metrics are written as .csv or .json; choose such a file name")
     summary_path = check_output_path(summary_path_for(out), args.overwrite)
     labels = label_names(args.model, args.ref)
     rows = evaluate_folders(args.pred, args.ref, labels)

@@ -49,6 +49,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
             os.replace(companion, path.parent / companion.name)
         if path.is_dir():
             shutil.rmtree(path)
+        elif path.exists() and (staging / path.name).is_dir():
+            path.unlink()  # rename() cannot put a folder in place of a file
         os.replace(staging / path.name, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

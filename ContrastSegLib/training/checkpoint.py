@@ -72,23 +72,27 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"{path}: refused to load — the file holds Python objects, not only tensors ({_short(error)}); "
             "use a checkpoint written by contrastseg"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    # KeyError/IndexError: the unpickler meeting bytes that are no pickle at all (e.g. a text file starting "h")
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as error:
         raise ContrastSegError(
             f"{path}: not a readable checkpoint (truncated or corrupt: {_short(error)}); train it again or copy "
             "the complete file"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ContrastSegError(f"{path}: not a ContrastSeg checkpoint; pass a .pt file written by contrastseg")
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ContrastSegError(
-            f"{path}: checkpoint format {payload['format_version']} is newer than this library "
-            f"({FORMAT_VERSION}); upgrade contrastseg"
+            f"{path}: checkpoint format {version!r} is not one this library reads (≤ {FORMAT_VERSION}); upgrade "
+            "contrastseg or use a checkpoint it wrote"
         )
     try:
         metadata = json.loads(payload["metadata"])
         model = dict(payload["model"])
     except (KeyError, TypeError, ValueError) as error:
         raise ContrastSegError(f"{path}: checkpoint metadata is damaged ({_short(error)}); train it again") from None
+    if not isinstance(metadata, dict):
+        raise ContrastSegError(f"{path}: checkpoint metadata is damaged (not a JSON object); train it again")
     return Checkpoint(model, metadata, payload.get("optimizer"), payload.get("extra", {}))
 
 

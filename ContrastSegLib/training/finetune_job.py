@@ -13,11 +13,12 @@ import torch
 
 from ..data.discovery import Case, Dataset, discover
 from ..data.labels import LabelSet
-from ..data.splits import check_not_test, load_split
+from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import Volume, check_output_path, read_image, read_label
 from ..models import UNet2D, UNetConfig
 from ..preprocess import PreparedVolume, PreprocessConfig, preprocess_volume
+from ..preprocess.geometry import choose_slice_axis, plane_spacing
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .finetune import FinetuneConfig, FinetuneResult, finetune
 from .progress import ProgressReporter
@@ -67,8 +68,6 @@ def resolve_preprocessing(config: PreprocessConfig, pairs: Sequence[LabeledVolum
         )
     if config.target_spacing is not None:
         return config
-    from ..preprocess.geometry import choose_slice_axis, plane_spacing
-
     spacings = [min(plane_spacing(p.image.spacing, choose_slice_axis(p.image.spacing, config.slice_axis)))
                 for p in pairs]
     return PreprocessConfig(**{**config.to_json(), "target_spacing": round(float(np.median(spacings)), 4)})
@@ -89,7 +88,7 @@ def initialise_model(model: UNet2D, init: Checkpoint, source: str, labels: Label
     if not any(k.startswith("encoder.") for k in taken):
         raise ContrastSegError(f"{source}: no encoder weights fit this UNet; check --channels matches the checkpoint")
     model.load_state_dict(taken, strict=False)
-    return sorted({k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("decoder.") else "") for k in taken})
+    return sorted({".".join(k.split(".")[:2]) if k.startswith("decoder.") else k.split(".")[0] for k in taken})
 
 
 def run_finetune(
@@ -154,10 +153,9 @@ def _training_cases(dataset: Dataset, split_path) -> tuple[list[Case], list[Case
         validation: list[Case] = []
     else:
         split = load_split(split_path)
-        ids = list(split.groups["train_labeled"])
-        validation_ids = list(split.groups["validation"])
-        check_not_test(split, ids + validation_ids, stage="finetune")
-        cases, validation = list(dataset.subset(ids).cases), list(dataset.subset(validation_ids).cases)
+        check_not_test(split, split.groups["train_labeled"] + split.groups["validation"], stage="finetune")
+        cases = list(cases_in(dataset, split, "train_labeled").cases)
+        validation = list(cases_in(dataset, split, "validation").cases)
     if not cases:
         raise ContrastSegError(
             f"{dataset.root}: no labeled volumes to train on; give image/label pairs (e.g. case.nii.gz + "

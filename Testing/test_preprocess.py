@@ -7,7 +7,8 @@ from ContrastSegLib.data.phantom import make_phantom
 from ContrastSegLib.errors import ContrastSegError
 from ContrastSegLib.io import Volume
 from ContrastSegLib.preprocess import PreprocessConfig, preprocess_volume, restore_probabilities
-from ContrastSegLib.preprocess.geometry import choose_slice_axis, crop_or_pad, uncrop
+from ContrastSegLib.preprocess.geometry import choose_slice_axis, crop_or_pad, uncrop_probabilities
+import torch
 from ContrastSegLib.preprocess.intensity import n4_correct
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -106,9 +107,12 @@ def test_crop_and_uncrop_are_inverse_where_they_overlap(rng):
     window = crop_or_pad(stack, (2, -3), 8, fill=-1.0)
     assert (window[:, :, :3] == -1).all()
     np.testing.assert_array_equal(window[:, :, 3:], stack[:, 2:10, 0:5])
-    back = uncrop(window, (2, -3), (10, 7), np.float32(9.0))
-    np.testing.assert_array_equal(back[:, 2:10, 0:5], stack[:, 2:10, 0:5])
-    assert (back[:, :2] == 9).all() and (back[:, :, 5:] == 9).all()
+    probabilities = torch.from_numpy(np.stack([window, 1 - window], axis=1))  # (S, C=2, 8, 8)
+    back = uncrop_probabilities(probabilities, (2, -3), (10, 7)).numpy()
+    np.testing.assert_array_equal(back[:, 0, 2:10, 0:5], stack[:, 2:10, 0:5])
+    outside = np.ones((10, 7), bool)
+    outside[2:10, 0:5] = False
+    assert (back[:, 0][:, outside] == 1).all() and (back[:, 1][:, outside] == 0).all()
 
 
 def test_n4_flattens_a_smooth_bias_field(rng):

@@ -71,7 +71,7 @@ class Profile:
 PROFILES = {
     "smoke": Profile(crop=64, batch=4, warmup=1, rounds=3, steps_per_round=1, predict_slices=6,
                      dice_iterations=4, dice_batch=4, phantoms=5, labeled=1, test=1),
-    "cpu": Profile(crop=128, batch=16, warmup=2, rounds=7, steps_per_round=1, predict_slices=20,
+    "cpu": Profile(crop=128, batch=16, warmup=3, rounds=15, steps_per_round=2, predict_slices=20,
                    dice_iterations=500, dice_batch=16),
     "paper": Profile(crop=192, batch=16, warmup=10, rounds=15, steps_per_round=10, predict_slices=20,
                      dice_iterations=2000, dice_batch=16),
@@ -102,6 +102,7 @@ def interleaved_medians(variants: dict[str, Callable[[], None]], warmup: int, ro
 
 
 def verdict(value: float, target: float) -> str:
+    """"yes" when ``value`` meets the (lower-bound) ``target``, else "no"."""
     return "yes" if value >= target else "no"
 
 
@@ -154,6 +155,7 @@ def fixed_batch(profile: Profile, device: torch.device) -> tuple[torch.Tensor, t
 
 
 def repeat(steps: int, run: Callable[[], object]) -> Callable[[], None]:
+    """``run`` called ``steps`` times in a row, as one timed unit."""
     def repeated() -> None:
         for _ in range(steps):
             run()
@@ -193,7 +195,7 @@ def prediction_volume(profile: Profile, shape_ji: tuple[int, int] = (256, 256), 
     centred on a ``shape_ji`` grid of zeros."""
     image, _ = make_phantom(0, profile.seed)
     rows, cols = (round(n * s / pixel_mm) for n, s in zip(image.array.shape[1:], image.spacing[1::-1]))
-    plane = resample_planes(image.array, (rows, cols))
+    plane = resample_planes(torch.from_numpy(image.array).unsqueeze(1), (rows, cols))[:, 0].numpy()
     picks = np.linspace(0, plane.shape[0] - 1, profile.predict_slices).round().astype(int)
     array = np.zeros((profile.predict_slices,) + shape_ji, dtype=np.float32)
     top, left = (shape_ji[0] - rows) // 2, (shape_ji[1] - cols) // 2
@@ -304,9 +306,10 @@ def bench_precision(profile: Profile, device: str) -> str:
         [f"training step img/s (batch {profile.batch}, crop {profile.crop})", f"{rate['fp32']:.2f}",
          f"{rate['auto']:.2f}", f"{speedup:.2f}× (auto ÷ fp32)", f"≥ {TARGET_PRECISION_SPEEDUP:.1f}×",
          verdict(speedup, TARGET_PRECISION_SPEEDUP)],
-        [f"phantom test Dice, mean ± std over {profile.test} volumes", f"{dice['fp32'][0]:.3f} ± {dice['fp32'][1]:.3f}",
-         f"{dice['auto'][0]:.3f} ± {dice['auto'][1]:.3f}", f"{difference:+.3f} (auto − fp32)",
-         f"≥ {TARGET_DICE_DIFFERENCE:+.2f}", verdict(difference, TARGET_DICE_DIFFERENCE)],
+        [f"phantom test Dice, mean ± std over {profile.test} volumes",
+         f"{dice['fp32'][0]:.3f} ± {dice['fp32'][1]:.3f}", f"{dice['auto'][0]:.3f} ± {dice['auto'][1]:.3f}",
+         f"{difference:+.3f} (auto − fp32)", f"≥ {TARGET_DICE_DIFFERENCE:+.2f}",
+         verdict(difference, TARGET_DICE_DIFFERENCE)],
     ]
     title = (f"3. Automatic precision ({plan_execution(device, 'auto').describe()}) vs fp32 — Dice: "
              f"{profile.phantoms} phantoms, {profile.labeled} labeled, {profile.test} test, crop "

@@ -14,7 +14,7 @@ from ..data.labels import LabelSet
 from ..errors import ContrastSegError
 from ..io import Volume
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreprocessConfig, preprocess_volume, restore_probabilities
+from ..preprocess import PreprocessConfig, preprocess_volume, restore_planes, to_volume_order
 from ..training.checkpoint import Checkpoint, load_checkpoint
 from ..training.precision import ExecutionPlan, plan_execution
 from .slices import slice_probabilities
@@ -73,13 +73,16 @@ class Predictor:
         """Segment ``image``; with ``uncertainty`` the prediction averages four test-time flips."""
         prepared = preprocess_volume(image, self.preprocess_config)
         slices = slice_probabilities(self.model, prepared.image, self.plan, self.batch_size, flips=uncertainty)
-        restored = restore_probabilities(slices, prepared.record)  # (C, K, J, I)
-        indices = restored.argmax(0)
-        values = np.asarray(self.labels.values, dtype=np.uint8 if max(self.labels.values) < 256 else np.uint16)
-        label = image.with_array(values[indices], source=f"{image.name} (prediction)")
+        planes = restore_planes(slices, prepared.record)  # (S, C, R, C') on the device
+        values = torch.as_tensor(self.labels.values, device=planes.device)
+        dtype = np.uint8 if max(self.labels.values) < 256 else np.uint16
+        indices = values[planes.max(1).indices].cpu().numpy().astype(dtype)  # max(): far faster than argmax on CPU
+        label = image.with_array(to_volume_order(indices, prepared.record), source=f"{image.name} (prediction)")
         entropy = None
         if uncertainty:
-            clipped = np.clip(restored, 1e-8, 1.0)
-            normalised = -(clipped * np.log(clipped)).sum(0) / np.log(len(self.labels.values))
-            entropy = image.with_array(normalised.astype(np.float32), source=f"{image.name} (uncertainty)")
-        return Prediction(label, restored.astype(np.float32) if probabilities else None, entropy)
+            clipped = planes.clamp_min(1e-8)
+            normalised = -(clipped * clipped.log()).sum(1) / np.log(len(self.labels.values))
+            entropy = image.with_array(to_volume_order(normalised.float().cpu().numpy(), prepared.record),
+                                       source=f"{image.name} (uncertainty)")
+        restored = to_volume_order(planes.float().cpu().numpy(), prepared.record) if probabilities else None
+        return Prediction(label, restored, entropy)

@@ -16,8 +16,9 @@ FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
 @torch.no_grad()
 def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,
-                        flips: bool = False) -> np.ndarray:
-    """(S, P, P) float32 images -> (S, C, P, P) float32 softmax probabilities (mean over flips with ``flips``)."""
+                        flips: bool = False) -> torch.Tensor:
+    """(S, P, P) float32 images -> (S, C, P, P) float32 softmax probabilities on the plan's device (mean over
+    four flips with ``flips``)."""
     was_training = model.training
     model.eval()
     outputs = []
@@ -33,10 +34,10 @@ def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPla
                 probabilities = torch.softmax(logits.float(), dim=1)
                 probabilities = probabilities.flip(dims) if dims else probabilities
                 total = probabilities if total is None else total + probabilities
-            outputs.append((total / (len(FLIPS) if flips else 1)).cpu())
+            outputs.append(total / (len(FLIPS) if flips else 1))
     finally:
         model.train(was_training)
-    return torch.cat(outputs).numpy()
+    return torch.cat(outputs)
 
 
 def foreground_dice(prediction: np.ndarray, reference: np.ndarray, num_classes: int) -> float:

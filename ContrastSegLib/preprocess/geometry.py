@@ -1,13 +1,15 @@
-"""Grid operations of preprocessing: slice axis, in-plane resampling (SimpleITK) and centre crop/pad.
+"""Grid operations of preprocessing: slice axis, in-plane resampling and centre crop/pad.
 
 Slices are stacked as (S, R, C): S slices of R rows and C columns. In-plane resampling keeps the physical extent of
-the plane (edge-aligned grids), so resampling there and back is consistent; slices are never mixed.
+the plane (edge-aligned grids), so resampling there and back is consistent; slices are never mixed. Resampling is
+torch's bilinear interpolation, so that prediction inverts it on the GPU where the probabilities already are.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
 
 
 def choose_slice_axis(spacing_ijk: tuple[float, float, float], requested: int | None) -> int:
@@ -46,30 +48,15 @@ def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target
     return tuple(max(1, int(round(n * s / target))) for n, s in zip(shape, spacing))
 
 
-def resample_planes(stack: np.ndarray, out_shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """Resample every slice of ``stack`` (S, R, C) or (S, R, C, channels) to ``out_shape`` (rows, cols).
+def resample_planes(planes: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
+    """Bilinear in-plane resampling of (S, C, R, C') ``planes`` to (S, C, rows, cols) = ``out_shape``.
 
-    Linear interpolation (nearest with ``nearest``); channels are resampled together as a vector image.
+    The grids are edge-aligned (``align_corners=False``): pixel centres sit at the same physical positions as with
+    ITK's resampler over the same extent, so resampling there and back is consistent. Runs on the tensor's device.
     """
-    in_shape = stack.shape[1:3]
-    if tuple(out_shape) == tuple(in_shape):
-        return stack
-    vector = stack.ndim == 4
-    image = sitk.GetImageFromArray(np.ascontiguousarray(stack), isVector=vector)
-    out_spacing = (in_shape[1] / out_shape[1], in_shape[0] / out_shape[0], 1.0)
-    out_origin = ((out_spacing[0] - 1.0) / 2.0, (out_spacing[1] - 1.0) / 2.0, 0.0)
-    resampled = sitk.Resample(
-        image,
-        (int(out_shape[1]), int(out_shape[0]), stack.shape[0]),
-        sitk.Transform(),
-        sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear,
-        out_origin,
-        out_spacing,
-        (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-        0.0,
-        image.GetPixelID(),
-    )
-    return sitk.GetArrayFromImage(resampled)
+    if tuple(out_shape) == tuple(planes.shape[-2:]):
+        return planes
+    return F.interpolate(planes, size=tuple(int(n) for n in out_shape), mode="bilinear", align_corners=False)
 
 
 def centre_offset(shape: tuple[int, int], crop: int) -> tuple[int, int]:
@@ -78,22 +65,22 @@ def centre_offset(shape: tuple[int, int], crop: int) -> tuple[int, int]:
 
 
 def crop_or_pad(stack: np.ndarray, offset: tuple[int, int], crop: int, fill: float = 0.0) -> np.ndarray:
-    """Cut the (crop, crop) window at ``offset`` out of every plane of (S, R, C, ...) ``stack``, padding with
-    ``fill`` where the window leaves the plane."""
-    out = np.full((stack.shape[0], crop, crop) + stack.shape[3:], fill, dtype=stack.dtype)
+    """Cut the (crop, crop) window at ``offset`` out of every plane of (S, R, C) ``stack``, padding with ``fill``
+    where the window leaves the plane."""
+    out = np.full((stack.shape[0], crop, crop), fill, dtype=stack.dtype)
     source, target = _overlap(stack.shape[1:3], offset, crop)
     out[(slice(None),) + target] = stack[(slice(None),) + source]
     return out
 
 
-def uncrop(window: np.ndarray, offset: tuple[int, int], plane: tuple[int, int], fill: np.ndarray) -> np.ndarray:
-    """Put (S, crop, crop, ...) ``window`` back into planes of ``plane`` shape; elsewhere the value ``fill``
-    (broadcast over the trailing axes, e.g. a background one-hot vector)."""
-    crop = window.shape[1]
-    out = np.empty((window.shape[0],) + tuple(plane) + window.shape[3:], dtype=window.dtype)
-    out[...] = fill
+def uncrop_probabilities(window: torch.Tensor, offset: tuple[int, int], plane: tuple[int, int]) -> torch.Tensor:
+    """Put (S, C, crop, crop) class probabilities back into (S, C, rows, cols) planes of shape ``plane``; outside
+    the window the background class (channel 0) has probability 1."""
+    crop = window.shape[-1]
+    out = window.new_zeros(window.shape[:2] + tuple(plane))
+    out[:, 0] = 1.0
     source, target = _overlap(plane, offset, crop)
-    out[(slice(None),) + source] = window[(slice(None),) + target]
+    out[(slice(None), slice(None)) + source] = window[(slice(None), slice(None)) + target]
     return out
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ..errors import ContrastSegError
 from ..io.volume import Volume
@@ -41,7 +42,8 @@ def preprocess_volume(
     stack = geometry.to_slice_stack(image.array, axis)
     spacing = geometry.plane_spacing(image.spacing, axis)
     out_shape = geometry.resampled_shape(stack.shape[1:], spacing, config.target_spacing)
-    resampled = geometry.resample_planes(stack.astype(np.float32, copy=False), out_shape)
+    planes = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)).unsqueeze(1)
+    resampled = geometry.resample_planes(planes, out_shape)[:, 0].numpy()
     intensity_range = percentile_range(resampled, config.percentiles, image.name)
     offset = geometry.centre_offset(out_shape, config.crop_size)
     slices = geometry.crop_or_pad(normalise(resampled, intensity_range), offset, config.crop_size)
@@ -61,18 +63,24 @@ def preprocess_volume(
     return PreparedVolume(slices, indices, record, image.source)
 
 
-def restore_probabilities(probabilities: np.ndarray, record: PreprocessRecord) -> np.ndarray:
-    """(S, C, P, P) class probabilities of the slices -> (C, K, J, I) on the original grid.
+def restore_planes(probabilities: torch.Tensor, record: PreprocessRecord) -> torch.Tensor:
+    """(S, C, P, P) class probabilities of the slices -> (S, C, R, C') on the original in-plane grid, on the
+    tensor's device. Outside the crop window the background class (index 0) gets probability 1."""
+    planes = geometry.uncrop_probabilities(probabilities, record.crop_offset, record.resampled_shape)
+    return geometry.resample_planes(planes, record.plane_shape)
 
-    Outside the crop window the background class (index 0) gets probability 1.
-    """
-    channels = probabilities.shape[1]
-    window = np.ascontiguousarray(np.moveaxis(probabilities, 1, -1))  # (S, P, P, C)
-    background = np.zeros(channels, dtype=window.dtype)
-    background[0] = 1
-    plane = geometry.uncrop(window, record.crop_offset, record.resampled_shape, background)
-    plane = geometry.resample_planes(plane, record.plane_shape)  # (S, R, C', C)
-    return geometry.from_slice_stack(np.moveaxis(plane, -1, 0), record.slice_axis)
+
+def to_volume_order(planes: np.ndarray, record: PreprocessRecord) -> np.ndarray:
+    """(S, R, C') or (S, C, R, C') slice-stack arrays -> (K, J, I) or (C, K, J, I) volume order."""
+    if planes.ndim == 4:
+        return geometry.from_slice_stack(np.moveaxis(planes, 1, 0), record.slice_axis)
+    return geometry.from_slice_stack(planes, record.slice_axis)
+
+
+def restore_probabilities(probabilities: np.ndarray | torch.Tensor, record: PreprocessRecord) -> np.ndarray:
+    """(S, C, P, P) class probabilities of the slices -> (C, K, J, I) numpy array on the original grid."""
+    planes = restore_planes(torch.as_tensor(probabilities), record)
+    return to_volume_order(planes.cpu().numpy(), record)
 
 
 def labels_to_indices(array: np.ndarray, class_values: Sequence[int], source: str) -> np.ndarray:
@@ -94,6 +102,7 @@ def _label_to_slices(label: Volume, record: PreprocessRecord, class_values: Sequ
     values = sorted(set(np.unique(label.array).tolist()) | {0}) if class_values is None else list(class_values)
     indices = geometry.to_slice_stack(labels_to_indices(label.array, values, label.name), record.slice_axis)
     if record.resampled:
-        one_hot = np.eye(len(values), dtype=np.float32)[indices]  # (S, R, C, classes)
-        indices = geometry.resample_planes(one_hot, record.resampled_shape).argmax(-1).astype(np.uint8)
+        one_hot = torch.nn.functional.one_hot(torch.from_numpy(indices).long(), len(values))
+        planes = one_hot.permute(0, 3, 1, 2).float()  # (S, classes, R, C)
+        indices = geometry.resample_planes(planes, record.resampled_shape).argmax(1).to(torch.uint8).numpy()
     return geometry.crop_or_pad(indices, record.crop_offset, record.crop_size, fill=0)

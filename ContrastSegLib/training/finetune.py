@@ -152,6 +152,6 @@ def validation_dice(model: nn.Module, volumes: Sequence[PreparedVolume], plan: E
     """Mean over volumes of the mean foreground Dice on the preprocessed grid."""
     scores = []
     for volume in volumes:
-        prediction = slice_probabilities(model, volume.image, plan).argmax(1)
+        prediction = slice_probabilities(model, volume.image, plan).max(1).indices.cpu().numpy()
         scores.append(foreground_dice(prediction, volume.label, num_classes))
     return float(np.mean(scores))

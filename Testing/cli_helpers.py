@@ -3,7 +3,6 @@ event lines, tiny training settings, tiny image/label volumes, and the checks ev
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from ContrastSegLib.cli import main
 
@@ -24,18 +22,6 @@ FAST_PREDICT = ["--precision", "fp32", "--device", "cpu"]
 SPACING = (1.5, 1.5, 4.0)
 ORIGIN = (-30.0, -30.0, 10.0)
 SHAPE = (6, 40, 40)  # (slices, rows, columns)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """Tiny tensors gain nothing from a second thread, and two spinning threads slow to a crawl when another job
-    shares the cores; the previous setting comes back afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from cli_helpers import (FAST_PREDICT, TINY_TRAINING, assert_refused, events, named, run_cli, run_subprocess,
-                         torch_threads)
+from cli_helpers import (FAST_PREDICT, TINY_TRAINING, assert_refused, events, named, run_cli, run_subprocess)
 
 from ContrastSegLib import __version__
 from ContrastSegLib.cli import main
@@ -23,10 +22,7 @@ from ContrastSegLib.errors import ContrastSegError
 STRUCTURES = ["LV", "myocardium", "RV"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,13 @@ import SimpleITK as sitk
 import torch
 from cli_helpers import (BAD_IMAGES, FAST_PREDICT, SPACING, TINY_TRAINING, assert_nothing_written, assert_refused,
                          blob_arrays, events, file_state, four_d_image, nan_nifti, run_cli, run_subprocess,
-                         torch_threads, vector_image, write_image, write_pair)
+                         vector_image, write_image, write_pair)
 
 from ContrastSegLib.cli import main
 from ContrastSegLib.training.checkpoint import load_checkpoint, save_checkpoint
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

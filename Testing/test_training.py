@@ -51,7 +51,8 @@ def trained():
     torch.manual_seed(0)
     model = UNet2D(SMALL)
     before = mean_test_dice(model)
-    config = FinetuneConfig(iterations=150, batch_size=8, seed=0, validate_every=50)
+    # constant rate: 150 steps are too few for a cosine decay to leave the model time to learn
+    config = FinetuneConfig(iterations=150, batch_size=8, seed=0, validate_every=50, lr_schedule="constant")
     result = finetune(model, prepared_phantoms([0, 1]), config, validation=prepared_phantoms([4]),
                       plan=precision.plan_execution("cpu", "auto"))
     return model, result, before, mean_test_dice(model)
@@ -135,3 +136,18 @@ def test_progress_events_are_throttled():
     steps = [json.loads(line)["step"] for line in stream.getvalue().splitlines()
              if json.loads(line)["event"] == "progress"]
     assert steps == [1000]  # only the last step within the interval
+
+
+def test_cosine_schedule_anneals_the_learning_rate_to_zero():
+    from ContrastSegLib.training.finetune import TrainingStep
+
+    model = UNet2D(UNetConfig(num_classes=2, channels=(4, 8)))
+    step = TrainingStep(model, FP32, learning_rate=1e-3, cosine_steps=4)
+    images, targets = torch.rand(2, 1, 8, 8), torch.nn.functional.one_hot(torch.randint(0, 2, (2, 8, 8)), 2)
+    rates = []
+    for _ in range(4):
+        step(images, targets.permute(0, 3, 1, 2).float())
+        rates.append(step.optimizer.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(1e-3 * (1 + np.cos(np.pi / 4)) / 2)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+    assert rates == sorted(rates, reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..models import UNetConfig
-from ..training.finetune import FinetuneConfig
+from ..training.finetune import LR_SCHEDULES, FinetuneConfig
 from ..training.finetune_job import run_finetune
 from .common import (add_execution_options, add_overwrite_option, add_preprocessing_options, channel_list,
                      positive_int, preprocessing_from)
@@ -27,6 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--iterations", type=positive_int, default=defaults.iterations)
     training.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     training.add_argument("--lr", type=float, default=defaults.learning_rate, help="Adam learning rate")
+    training.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
+                          help="cosine: anneal to 0 over the run (default); constant: the paper's setting")
     training.add_argument("--validate-every", type=positive_int, default=defaults.validate_every)
     training.add_argument("--ce-weight", type=float, default=defaults.ce_weight,
                           help="weight of cross-entropy beside Dice (0: Dice only, as the paper)")
@@ -44,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = FinetuneConfig(
-        iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
+        iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
         validate_every=args.validate_every, seed=args.seed, device=args.device, precision=args.precision,
         augment=not args.no_augment, mixup=args.mixup, mixup_alpha=args.mixup_alpha, ce_weight=args.ce_weight)
     out, result = run_finetune(args.labeled, args.out, config, preprocessing_from(args), channels=args.channels,

@@ -22,18 +22,27 @@ from ..inference.slices import foreground_dice, slice_probabilities
 from ..losses import DiceCrossEntropyLoss
 from ..preprocess import PreparedVolume
 from ..sampling import LabeledSliceBank
+from ..errors import ContrastSegError
 from .mixup import mixup
 from .precision import ExecutionPlan, plan_execution
 from .progress import ProgressReporter
 
 
+LR_SCHEDULES = ("cosine", "constant")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Settings of one fine-tuning run; stored in the checkpoint."""
+    """Settings of one fine-tuning run; stored in the checkpoint.
+
+    lr_schedule: "cosine" anneals the learning rate to 0 over the run, so the last weights — all there is without a
+    validation set — are not caught mid-oscillation; "constant" is the paper's setting.
+    """
 
     iterations: int = 3000
     batch_size: int = 16
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     validate_every: int = 200
     seed: int = 0
     device: str = "auto"
@@ -60,11 +69,14 @@ class FinetuneResult:
 class TrainingStep:
     """One optimisation step on a ready batch (forward, loss, backward, Adam) under an execution plan."""
 
-    def __init__(self, model: nn.Module, plan: ExecutionPlan, learning_rate: float, ce_weight: float = 1.0):
+    def __init__(self, model: nn.Module, plan: ExecutionPlan, learning_rate: float, ce_weight: float = 1.0,
+                 cosine_steps: int | None = None):
         self.model, self.plan = model, plan
         self.loss_fn = DiceCrossEntropyLoss(ce_weight=ce_weight)
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=learning_rate)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cosine_steps)
+                          if cosine_steps else None)
         self.scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.scale_gradients)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -78,6 +90,8 @@ class TrainingStep:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
         return loss.detach()
 
 
@@ -114,7 +128,10 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
         model.to(memory_format=torch.channels_last)
     model.train()
     pipeline = BatchPipeline(LabeledSliceBank(train, plan.device), num_classes, config, plan.device)
-    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight)
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ContrastSegError(f"--lr-schedule {config.lr_schedule}: choose one of {', '.join(LR_SCHEDULES)}")
+    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight,
+                           cosine_steps=config.iterations if config.lr_schedule == "cosine" else None)
     result, best_state, best_dice = FinetuneResult(), None, -1.0
     reporter.started(device=plan.describe(), slices=len(pipeline.bank), validation_volumes=len(validation))
     reporter.log(f"fine-tuning on {len(train)} volume(s), {len(pipeline.bank)} slices; {plan.describe()}")

@@ -191,6 +191,22 @@ def test_finetune_init_from_a_finetuned_checkpoint(capsys, workspace, phantoms, 
     assert metadata["lineage"][0]["stage"] == "finetune"
 
 
+def test_finetune_init_reuses_the_checkpoints_preprocessing(capsys, workspace, phantoms, split_file, trained):
+    """Without preprocessing options, a fine-tune from --init keeps the spacing and crop the weights were made at."""
+    source, _ = trained
+    out = workspace / "inherited.pt"
+    training_only = list(TINY_TRAINING)
+    for option in ("--crop-size", "--spacing"):
+        index = training_only.index(option)
+        del training_only[index:index + 2]
+    code, _, err = run_cli(capsys, "finetune", "--labeled", phantoms, "--split", split_file, "--init", source,
+                           "--out", out, *training_only)
+    assert code == 0, err
+    inherited = json.loads(torch.load(out, weights_only=True)["metadata"])["preprocessing"]
+    original = json.loads(torch.load(source, weights_only=True)["metadata"])["preprocessing"]
+    assert inherited == original and inherited["crop_size"] == 32 and inherited["target_spacing"] == 4.0
+
+
 def test_a_test_case_never_gets_into_training(capsys, workspace, phantoms, split_file):
     split = load_split(split_file)
     test_case = split.groups["test"][0]

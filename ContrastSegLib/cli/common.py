@@ -7,6 +7,8 @@ import argparse
 from ..preprocess import PreprocessConfig
 from ..training.precision import DEVICES, PRECISIONS
 
+DEFAULT_CROP = 192
+
 
 def add_execution_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
@@ -21,20 +23,25 @@ def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (refused otherwise)")
 
 
-def add_preprocessing_options(parser: argparse.ArgumentParser, crop_default: int = 192) -> None:
-    group = parser.add_argument_group("preprocessing (stored in the checkpoint, reused by predict)")
+def add_preprocessing_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "preprocessing (stored in the checkpoint, reused by predict; with none of these options, the --init "
+        "checkpoint's preprocessing is reused)")
     group.add_argument("--spacing", type=float, default=None,
                        help="in-plane spacing in mm to resample to (default: median of the training volumes)")
-    group.add_argument("--crop-size", type=int, default=crop_default,
-                       help=f"side of the square slices, a multiple of 32 (default: {crop_default})")
+    group.add_argument("--crop-size", type=int, default=None,
+                       help=f"side of the square slices, a multiple of 32 (default: {DEFAULT_CROP})")
     group.add_argument("--slice-axis", type=int, choices=(0, 1, 2), default=None,
                        help="array axis to slice along, 0 = k (default: the axis with the largest spacing)")
     group.add_argument("--n4", action="store_true", help="N4 bias-field correction before normalisation")
 
 
-def preprocessing_from(args: argparse.Namespace) -> PreprocessConfig:
-    return PreprocessConfig(target_spacing=args.spacing, crop_size=args.crop_size, slice_axis=args.slice_axis,
-                            n4=args.n4)
+def preprocessing_from(args: argparse.Namespace) -> PreprocessConfig | None:
+    """The preprocessing asked for on the command line, or None when no option was given."""
+    if args.spacing is None and args.crop_size is None and args.slice_axis is None and not args.n4:
+        return None
+    return PreprocessConfig(target_spacing=args.spacing, crop_size=args.crop_size or DEFAULT_CROP,
+                            slice_axis=args.slice_axis, n4=args.n4)
 
 
 def positive_int(text: str) -> int:

@@ -95,7 +95,7 @@ def run_finetune(
     labeled: str | os.PathLike,
     out: str | os.PathLike,
     config: FinetuneConfig = FinetuneConfig(),
-    preprocess: PreprocessConfig = PreprocessConfig(crop_size=192),
+    preprocess: PreprocessConfig | None = None,
     channels: tuple[int, ...] = UNetConfig().channels,
     split: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
@@ -106,7 +106,9 @@ def run_finetune(
     """Fine-tune on the labeled volumes of ``labeled`` (folder or manifest) and write the checkpoint ``out``.
 
     With ``split``, only its ``train_labeled`` cases train and its ``validation`` cases validate; a test case is
-    refused. Without, every labeled case trains and there is no validation.
+    refused. Without, every labeled case trains and there is no validation. ``preprocess`` None: the ``init``
+    checkpoint's preprocessing (a pre-trained encoder expects its own spacing and crop), else the default
+    (crop 192, spacing = median in-plane spacing of the training volumes).
     """
     out = check_output_path(out, overwrite)
     reporter = reporter or ProgressReporter("finetune", config.iterations)
@@ -117,6 +119,9 @@ def run_finetune(
     validation_pairs = read_labeled_cases(dataset, validation_cases)
     labels = label_set_for(dataset, train_pairs)
     model_config = UNetConfig(in_channels=1, num_classes=labels.num_classes, channels=tuple(channels))
+    if preprocess is None:
+        inherited = init_checkpoint.metadata.get("preprocessing") if init_checkpoint else None
+        preprocess = PreprocessConfig.from_json(inherited) if inherited else PreprocessConfig(crop_size=192)
     preprocess = resolve_preprocessing(preprocess, train_pairs, model_config.divisor)
     train = [_prepare(p, preprocess, labels) for p in train_pairs]
     validation = [_prepare(p, preprocess, labels) for p in validation_pairs]

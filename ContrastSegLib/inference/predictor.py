@@ -17,7 +17,7 @@ from ..models import UNet2D, UNetConfig
 from ..preprocess import PreprocessConfig, preprocess_volume, restore_planes, to_volume_order
 from ..training.checkpoint import Checkpoint, load_checkpoint
 from ..training.precision import ExecutionPlan, plan_execution
-from .slices import slice_probabilities
+from .slices import batched_probabilities
 
 
 @dataclass(frozen=True)
@@ -72,17 +72,24 @@ class Predictor:
     def predict(self, image: Volume, probabilities: bool = False, uncertainty: bool = False) -> Prediction:
         """Segment ``image``; with ``uncertainty`` the prediction averages four test-time flips."""
         prepared = preprocess_volume(image, self.preprocess_config)
-        slices = slice_probabilities(self.model, prepared.image, self.plan, self.batch_size, flips=uncertainty)
-        planes = restore_planes(slices, prepared.record)  # (S, C, R, C') on the device
-        values = torch.as_tensor(self.labels.values, device=planes.device)
-        dtype = np.uint8 if max(self.labels.values) < 256 else np.uint16
-        indices = values[planes.max(1).indices].cpu().numpy().astype(dtype)  # max(): far faster than argmax on CPU
-        label = image.with_array(to_volume_order(indices, prepared.record), source=f"{image.name} (prediction)")
-        entropy = None
-        if uncertainty:
-            clipped = planes.clamp_min(1e-8)
-            normalised = -(clipped * clipped.log()).sum(1) / np.log(len(self.labels.values))
-            entropy = image.with_array(to_volume_order(normalised.float().cpu().numpy(), prepared.record),
-                                       source=f"{image.name} (uncertainty)")
-        restored = to_volume_order(planes.float().cpu().numpy(), prepared.record) if probabilities else None
-        return Prediction(label, restored, entropy)
+        record, classes = prepared.record, len(self.labels.values)
+        values = torch.as_tensor(self.labels.values, device=self.plan.device)
+        stack = (record.original_shape[record.slice_axis],) + tuple(record.plane_shape)  # (S, R, C')
+        indices = np.empty(stack, dtype=np.uint8 if max(self.labels.values) < 256 else np.uint16)
+        entropy = np.empty(stack, dtype=np.float32) if uncertainty else None
+        restored = np.empty((stack[0], classes) + stack[1:], dtype=np.float32) if probabilities else None
+        # One batch of slices at a time: the full-resolution probabilities of a whole volume never exist at once.
+        for start, batch in batched_probabilities(self.model, prepared.image, self.plan, self.batch_size,
+                                                  flips=uncertainty):
+            planes = restore_planes(batch, record)  # (B, C, R, C') on the device
+            rows = slice(start, start + planes.shape[0])
+            indices[rows] = values[planes.max(1).indices].cpu().numpy()  # max(): far faster than argmax on CPU
+            if entropy is not None:
+                clipped = planes.clamp_min(1e-8)
+                entropy[rows] = (-(clipped * clipped.log()).sum(1) / np.log(classes)).cpu().numpy()
+            if restored is not None:
+                restored[rows] = planes.cpu().numpy()
+        label = image.with_array(to_volume_order(indices, record), source=f"{image.name} (prediction)")
+        uncertainty_volume = None if entropy is None else image.with_array(
+            to_volume_order(entropy, record), source=f"{image.name} (uncertainty)")
+        return Prediction(label, None if restored is None else to_volume_order(restored, record), uncertainty_volume)

@@ -3,6 +3,8 @@ flips."""
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import torch
 from monai.metrics import compute_dice
@@ -14,14 +16,12 @@ from ..training.precision import ExecutionPlan
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
 
-@torch.no_grad()
-def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,
-                        flips: bool = False) -> torch.Tensor:
-    """(S, P, P) float32 images -> (S, C, P, P) float32 softmax probabilities on the plan's device (mean over
-    four flips with ``flips``)."""
+def batched_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,
+                          flips: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first slice index, (B, C, P, P) float32 softmax probabilities on the plan's device) for batches of the
+    (S, P, P) float32 ``slices``; with ``flips`` the mean over four flipped copies. The model runs in eval mode."""
     was_training = model.training
     model.eval()
-    outputs = []
     try:
         for start in range(0, slices.shape[0], batch_size):
             batch = torch.from_numpy(slices[start:start + batch_size]).unsqueeze(1).to(plan.device)
@@ -29,15 +29,21 @@ def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPla
                 batch = batch.contiguous(memory_format=torch.channels_last)
             total = None
             for dims in FLIPS if flips else FLIPS[:1]:
-                with plan.autocast():
+                with torch.no_grad(), plan.autocast():
                     logits = model(batch.flip(dims) if dims else batch)
                 probabilities = torch.softmax(logits.float(), dim=1)
                 probabilities = probabilities.flip(dims) if dims else probabilities
                 total = probabilities if total is None else total + probabilities
-            outputs.append(total / (len(FLIPS) if flips else 1))
+            yield start, total / (len(FLIPS) if flips else 1)
     finally:
         model.train(was_training)
-    return torch.cat(outputs)
+
+
+def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,
+                        flips: bool = False) -> torch.Tensor:
+    """(S, P, P) float32 images -> (S, C, P, P) float32 softmax probabilities on the plan's device."""
+    return torch.cat([probabilities for _, probabilities in
+                      batched_probabilities(model, slices, plan, batch_size, flips)])
 
 
 def foreground_dice(prediction: np.ndarray, reference: np.ndarray, num_classes: int) -> float:

@@ -66,6 +66,7 @@ def _grid(image: sitk.Image) -> tuple:
                   "--spacing", "--device", "--overwrite"]),
     ("predict", ["--model", "--input", "--output", "--probabilities", "--uncertainty", "--channel", "--overwrite"]),
     ("evaluate", ["--pred", "--ref", "--out", "--model"]),
+    ("info", ["--model", "--json"]),
     ("demo", ["--out", "--subjects", "--iterations"]),
 ])
 def test_help_of_every_subcommand(capsys, command, options):
@@ -307,3 +308,14 @@ def test_evaluate_writes_metrics_and_summary(capsys, workspace, phantoms, predic
     code, stdout, err = run_cli(capsys, "evaluate", "--pred", prediction_folder, "--ref", phantoms, "--out", out)
     assert_refused(code, stdout, err, out.name, "--overwrite")
     assert out.read_bytes() == before
+
+
+def test_info_describes_a_checkpoint(capsys, trained):
+    source, _ = trained
+    code, stdout, err = run_cli(capsys, "info", "--model", source)
+    assert code == 0, err
+    assert "stage         finetune" in stdout
+    assert "0=background, 1=LV, 2=myocardium, 3=RV" in stdout
+    assert "crop 32" in stdout and "spacing 4.0 mm" in stdout
+    code, stdout, _ = run_cli(capsys, "info", "--model", source, "--json")
+    assert code == 0 and json.loads(stdout)["labels"]["names"][1] == "LV"

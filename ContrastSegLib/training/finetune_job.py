@@ -139,7 +139,7 @@ def run_finetune(
         "labels": labels.to_json(),
         "preprocessing": preprocess.to_json(),
         "config": config.to_json(),
-        "data": {"source": str(Path(labeled).resolve()), "train_cases": [c.id for c in train_cases],
+        "data": {"source": _data_source(labeled, out), "train_cases": [c.id for c in train_cases],
                  "validation_cases": [c.id for c in validation_cases], "split": str(split) if split else None},
         "result": {"best_step": result.best_step, "final_loss": float(np.mean(result.losses[-10:])),
                    "validation": result.validation, "seconds": round(result.seconds, 2)},
@@ -170,6 +170,12 @@ def _training_cases(dataset: Dataset, split_path) -> tuple[list[Case], list[Case
     if unlabeled:
         raise ContrastSegError(f"{dataset.root}: cases {unlabeled} have no label map; fix the split or the data")
     return cases, validation
+
+
+def _data_source(labeled, checkpoint: Path) -> str:
+    """The data's path, relative to the checkpoint's folder when it lies inside it (so a job folder can move)."""
+    data, folder = Path(labeled).resolve(), checkpoint.resolve().parent
+    return str(data.relative_to(folder)) if data.is_relative_to(folder) else str(data)
 
 
 def _prepare(pair: LabeledVolume, config: PreprocessConfig, labels: LabelSet) -> PreparedVolume:

@@ -16,6 +16,7 @@ import torch
 
 from . import __version__
 from .data.discovery import discover
+from .data.phantom import LABEL_NAMES, write_phantom_dataset
 from .data.splits import make_split, save_split
 from .evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, format_table, structure_metrics, summarise, write_rows
 from .evaluation.report import pick_overlay_slice, save_overlay_png
@@ -47,8 +48,6 @@ def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrit
     out = Path(out)
     with atomic_path(out, overwrite) as staging:
         staging.mkdir()
-        from .data.phantom import write_phantom_dataset
-
         data = write_phantom_dataset(staging / "phantoms", config.subjects, seed=config.seed)
         dataset = discover(data)
         split = make_split(dataset, n_labeled=config.labeled, n_test=config.test, seed=config.seed)
@@ -67,8 +66,7 @@ def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrit
             image = read_image(case.image)
             reference = read_label(case.label, image=image)
             prediction = read_label(staging / "predictions" / f"{case.id}_seg.nii.gz", image=image)
-            case_rows = structure_metrics(prediction, reference, dataset.label_names and
-                                          {v: n for v, n in dataset.label_names.items() if v})
+            case_rows = structure_metrics(prediction, reference, {v: n for v, n in LABEL_NAMES.items() if v})
             rows += [{"case": case.id, **row} for row in case_rows]
             index = pick_overlay_slice(reference.array)
             save_overlay_png(image.array[index], reference.array[index], prediction.array[index],

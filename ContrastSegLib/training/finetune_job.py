@@ -140,7 +140,7 @@ def run_finetune(
         "preprocessing": preprocess.to_json(),
         "config": config.to_json(),
         "data": {"source": _data_source(labeled, out), "train_cases": [c.id for c in train_cases],
-                 "validation_cases": [c.id for c in validation_cases], "split": str(split) if split else None},
+                 "validation_cases": [c.id for c in validation_cases], "split": _data_source(split, out) if split else None},
         "result": {"best_step": result.best_step, "final_loss": float(np.mean(result.losses[-10:])),
                    "validation": result.validation, "seconds": round(result.seconds, 2)},
         "lineage": lineage,

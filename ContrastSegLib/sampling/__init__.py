@@ -1,5 +1,6 @@
-"""Batch sampling: labeled slices for fine-tuning (partition-aware sampling arrives with pre-training)."""
+"""Batch sampling: labeled slices for fine-tuning, partition-tagged unlabeled slices for contrastive pre-training."""
 
 from .labeled import LabeledSliceBank
+from .partitions import PartitionSliceBank, TaggedBatch, partition_of
 
-__all__ = ["LabeledSliceBank"]
+__all__ = ["LabeledSliceBank", "PartitionSliceBank", "TaggedBatch", "partition_of"]

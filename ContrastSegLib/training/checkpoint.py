@@ -96,6 +96,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(model, metadata, payload.get("optimizer"), payload.get("extra", {}))
 
 
+def lineage_after(checkpoint: Checkpoint | None, path: str | os.PathLike | None) -> list[dict]:
+    """The lineage a checkpoint made from ``checkpoint`` (read from ``path``) records: its own lineage plus itself."""
+    if checkpoint is None:
+        return []
+    meta = checkpoint.metadata
+    return list(meta.get("lineage", [])) + [{"path": str(path), "stage": meta.get("stage"),
+                                             "config": meta.get("config"), "data": meta.get("data")}]
+
+
 def _short(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return (text[:160] + "…") if len(text) > 160 else text or type(error).__name__

@@ -19,7 +19,7 @@ from ..io import Volume, check_output_path, read_image, read_label
 from ..models import UNet2D, UNetConfig
 from ..preprocess import PreparedVolume, PreprocessConfig, preprocess_volume
 from ..preprocess.geometry import choose_slice_axis, plane_spacing
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from .finetune import FinetuneConfig, FinetuneResult, finetune
 from .progress import ProgressReporter
 
@@ -127,11 +127,9 @@ def run_finetune(
     validation = [_prepare(p, preprocess, labels) for p in validation_pairs]
     torch.manual_seed(config.seed)
     model = UNet2D(model_config)
-    lineage = []
     if init_checkpoint is not None:
         parts = initialise_model(model, init_checkpoint, str(init), labels)
         reporter.log(f"initialised {', '.join(parts)} from {init}")
-        lineage = list(init_checkpoint.metadata.get("lineage", [])) + [_lineage_entry(init_checkpoint, init)]
     result = finetune(model, train, config, validation, reporter)
     metadata = {
         "stage": "finetune",
@@ -144,7 +142,7 @@ def run_finetune(
                  "split": _data_source(split, out) if split else None},
         "result": {"best_step": result.best_step, "final_loss": float(np.mean(result.losses[-10:])),
                    "validation": result.validation, "seconds": round(result.seconds, 2)},
-        "lineage": lineage,
+        "lineage": lineage_after(init_checkpoint, init),
         "step": config.iterations,
     }
     save_checkpoint(Checkpoint(model.state_dict(), metadata), out, overwrite=overwrite)
@@ -182,7 +180,3 @@ def _data_source(labeled, checkpoint: Path) -> str:
 def _prepare(pair: LabeledVolume, config: PreprocessConfig, labels: LabelSet) -> PreparedVolume:
     return preprocess_volume(pair.image, config, pair.label, labels.values)
 
-
-def _lineage_entry(checkpoint: Checkpoint, path) -> dict:
-    meta = checkpoint.metadata
-    return {"path": str(path), "stage": meta.get("stage"), "config": meta.get("config"), "data": meta.get("data")}

@@ -1,0 +1,171 @@
+"""Contrastive pre-training stages of Chaitanya et al. 2020 on unlabeled slices.
+
+global: encoder + g1, views x̂, x̃ by crop-and-resize + brightness/contrast; G^R contrasts x̂, x̃ of each slice,
+        G^D- and G^D contrast x, x̂, x̃ with the (volume, partition) domain cue.
+local:  encoder frozen (weights and BatchNorm statistics), the first ``decoder_blocks`` decoder blocks + g2 trained on
+        two intensity-only views with L^R or L^D.
+The loop is resumable: ``on_checkpoint`` receives everything needed to continue bit-identically (model, optimiser,
+generator state, step), and ``resume`` puts it back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..augment import GlobalViews, IntensityViews
+from ..errors import ContrastSegError
+from ..losses import global_contrastive_loss, local_contrastive_loss
+from ..models import UNet2D, global_head, local_head, set_trainable
+from ..sampling import PartitionSliceBank, TaggedBatch
+from .precision import ExecutionPlan
+from .progress import ProgressReporter
+
+STRATEGIES = {"global": ("GR", "GD-", "GD"), "local": ("LR", "LD")}
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of one pre-training stage; stored in its checkpoint. A batch holds volumes_per_batch × partitions
+    slices (for G^R and L^R the same number of slices drawn at random)."""
+
+    stage: str = "global"
+    strategy: str = "GD"
+    iterations: int = 10000
+    partitions: int = 4
+    volumes_per_batch: int = 4
+    learning_rate: float = 1e-3
+    temperature: float = 0.1
+    decoder_blocks: int = 3
+    region_size: int = 3
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    checkpoint_every: int = 500
+
+    def check(self) -> "PretrainConfig":
+        if self.stage not in STRATEGIES:
+            raise ContrastSegError(f"--stage {self.stage}: choose one of {', '.join(STRATEGIES)}")
+        if self.strategy not in STRATEGIES[self.stage]:
+            raise ContrastSegError(f"--strategy {self.strategy} is not a {self.stage} strategy; choose one of "
+                                   f"{', '.join(STRATEGIES[self.stage])}")
+        if self.temperature <= 0 or self.partitions < 1 or self.volumes_per_batch < 1:
+            raise ContrastSegError("--temperature, --partitions and --volumes-per-batch must be positive")
+        return self
+
+    @property
+    def uses_domain(self) -> bool:
+        """Whether batches need the (volume, partition) structure: every strategy but G^R and L^R."""
+        return self.strategy not in ("GR", "LR")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PretrainState:
+    """What a resumed run needs: the finished step, the optimiser and the sampling generator's state."""
+
+    step: int = 0
+    optimizer: dict | None = None
+    generator: torch.Tensor | None = None
+    losses: list[float] = field(default_factory=list)
+
+
+def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[nn.Parameter]:
+    """Add g1 or g2 to ``model.heads`` and freeze what the stage does not train; returns the trainable parameters."""
+    if config.stage == "global":
+        model.heads["g1"] = global_head(model, crop_size)
+        parts = [model.encoder, model.heads["g1"]]
+    else:
+        model.heads["g2"] = local_head(model, config.decoder_blocks)
+        set_trainable(model.encoder, False)
+        parts = [model.decoder[: config.decoder_blocks], model.heads["g2"]]
+    return [p for part in parts for p in part.parameters()]
+
+
+class ContrastiveObjective:
+    """Batch -> views -> embeddings -> contrastive loss, for the configured stage and strategy."""
+
+    def __init__(self, model: UNet2D, config: PretrainConfig, plan: ExecutionPlan):
+        self.model, self.config, self.plan = model, config, plan
+        self.global_views, self.intensity_views = GlobalViews(), IntensityViews()
+
+    def draw(self, bank: PartitionSliceBank, generator: torch.Generator) -> TaggedBatch:
+        if self.config.uses_domain:
+            return bank.sample(self.config.volumes_per_batch, generator)
+        return bank.sample_slices(self.config.volumes_per_batch * self.config.partitions, generator)
+
+    def loss(self, batch: TaggedBatch, generator: torch.Generator) -> torch.Tensor:
+        if self.config.stage == "global":
+            return self._global_loss(batch, generator)
+        return self._local_loss(batch, generator)
+
+    def _global_loss(self, batch: TaggedBatch, generator: torch.Generator) -> torch.Tensor:
+        first, second = self.global_views(batch.images, generator)
+        views = [first, second] if self.config.strategy == "GR" else [batch.images, first, second]
+        with self.plan.autocast():
+            z = self.model.heads["g1"](self.model.encode(self._layout(torch.cat(views)))[-1])
+        repeat = len(views)
+        return global_contrastive_loss(z.float(), batch.image_ids.repeat(repeat), batch.volume_ids.repeat(repeat),
+                                       batch.partition_ids.repeat(repeat), self.config.strategy,
+                                       self.config.temperature)
+
+    def _local_loss(self, batch: TaggedBatch, generator: torch.Generator) -> torch.Tensor:
+        first, second = self.intensity_views(batch.images, generator)
+        with self.plan.autocast():
+            with torch.no_grad():
+                features = self.model.encode(self._layout(torch.cat([first, second])))
+            f = self.model.heads["g2"](self.model.decode(features, self.config.decoder_blocks))
+        f1, f2 = f.float().chunk(2)
+        return local_contrastive_loss(f1, f2, self.config.region_size, self.config.temperature,
+                                      self.config.strategy, batch.volume_ids, batch.partition_ids)
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else images
+
+
+def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, plan: ExecutionPlan,
+             trainable: list[nn.Parameter], state: PretrainState | None = None,
+             reporter: ProgressReporter | None = None,
+             on_checkpoint: Callable[[PretrainState], None] | None = None) -> PretrainState:
+    """Run ``config.iterations`` steps (continuing from ``state``); ``on_checkpoint`` every ``checkpoint_every``
+    steps and at the end. ``model`` must already carry its heads (see :func:`attach_heads`)."""
+    reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=False)
+    state = state or PretrainState()
+    model.to(plan.device)
+    if plan.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    if config.stage == "local":
+        model.encoder.eval()  # frozen: its BatchNorm statistics stay as pre-trained
+    optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
+    generator = torch.Generator(device=plan.device).manual_seed(config.seed)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    if state.generator is not None:
+        generator.set_state(state.generator)
+    objective = ContrastiveObjective(model, config, plan)
+    first_step = state.step
+    reporter.started(first_step=state.step, strategy=config.strategy, device=plan.describe(),
+                     slices=bank.num_slices, volumes=bank.num_volumes)
+    start = time.perf_counter()
+    for step in range(state.step + 1, config.iterations + 1):
+        loss = objective.loss(objective.draw(bank, generator), generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.losses.append(float(loss.detach()))
+        state.step = step
+        reporter.update(step, loss=state.losses[-1])
+        if on_checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.iterations):
+            state.optimizer, state.generator = optimizer.state_dict(), generator.get_state()
+            on_checkpoint(state)
+    reporter.log(f"{config.stage} stage ({config.strategy}): {config.iterations - first_step} steps in "
+                 f"{time.perf_counter() - start:.0f} s")
+    model.to(memory_format=torch.contiguous_format)
+    return state

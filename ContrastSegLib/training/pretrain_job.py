@@ -1,0 +1,148 @@
+"""Pre-training from files to a checkpoint: gather the unlabeled volumes (never a split's validation or test cases),
+preprocess them, run one contrastive stage, and write the checkpoint of the parts that stage trained.
+
+Progress is saved every ``checkpoint_every`` steps to a hidden resume file beside the output; running the same
+command again after an interruption (even SIGKILL) continues from it and ends with the same weights as an
+uninterrupted run. The output itself appears only when the stage is complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..data.discovery import Case, discover
+from ..data.splits import cases_in, check_not_test, load_split
+from ..errors import ContrastSegError
+from ..io import check_output_path, read_image
+from ..models import UNet2D, UNetConfig
+from ..preprocess import PreprocessConfig, preprocess_volume
+from ..sampling import PartitionSliceBank
+from .checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
+from .precision import plan_execution
+from .pretrain import PretrainConfig, PretrainState, attach_heads, pretrain
+from .progress import ProgressReporter
+
+
+def unlabeled_cases(sources: Sequence[str | os.PathLike], split: str | os.PathLike | None = None) -> list[Case]:
+    """Every volume of ``sources`` (labels ignored); with ``split``, only its training cases (labeled and
+    unlabeled) — validation and test volumes never enter pre-training."""
+    cases: list[Case] = []
+    for source in sources:
+        dataset = discover(source)
+        if split is not None:
+            loaded = load_split(split)
+            training = cases_in(dataset, loaded, "train_labeled").cases + cases_in(dataset, loaded,
+                                                                                    "train_unlabeled").cases
+            check_not_test(loaded, training, stage="pre-training")
+            cases += list(training)
+        else:
+            cases += list(dataset.cases)
+    ids = [case.id for case in cases]
+    if len(set(ids)) != len(ids):
+        raise ContrastSegError(f"{', '.join(map(str, sources))}: two volumes share a case name; rename one")
+    return cases
+
+
+def pretraining_parts(config: PretrainConfig) -> tuple[str, ...]:
+    """State-dict prefixes a stage trains (and so writes): the encoder and g1, or the encoder, the first l decoder
+    blocks and g2. Fine-tuning then loads exactly these and starts the rest from random."""
+    if config.stage == "global":
+        return ("encoder.", "heads.g1.")
+    return ("encoder.",) + tuple(f"decoder.{i}." for i in range(config.decoder_blocks)) + ("heads.g2.",)
+
+
+def run_pretrain(
+    unlabeled: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    config: PretrainConfig,
+    preprocess: PreprocessConfig | None = None,
+    channels: tuple[int, ...] = UNetConfig().channels,
+    init: str | os.PathLike | None = None,
+    split: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    reporter: ProgressReporter | None = None,
+) -> tuple[Path, PretrainState]:
+    """Run one pre-training stage on the volumes of ``unlabeled`` and write the checkpoint ``out``."""
+    config.check()
+    out = check_output_path(out, overwrite)
+    resume_path = out.with_name(f".{out.name}.resume")
+    init_checkpoint = load_checkpoint(init) if init else None
+    if config.stage == "local" and init_checkpoint is None:
+        raise ContrastSegError("--stage local trains the decoder on a frozen pre-trained encoder; pass --init "
+                               "global.pt (the output of --stage global)")
+    if init_checkpoint is not None:
+        channels = tuple(init_checkpoint.metadata["architecture"]["channels"])
+        if preprocess is None and "preprocessing" in init_checkpoint.metadata:
+            preprocess = PreprocessConfig.from_json(init_checkpoint.metadata["preprocessing"])
+    preprocess = preprocess or PreprocessConfig(crop_size=192)
+    model_config = UNetConfig(in_channels=1, num_classes=2, channels=tuple(channels))
+    if preprocess.crop_size % model_config.divisor or preprocess.target_spacing is None:
+        raise ContrastSegError(f"pre-training needs --spacing and a --crop-size that is a multiple of "
+                               f"{model_config.divisor}; the fine-tuning stage reuses them")
+    reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations)
+    cases = unlabeled_cases(unlabeled, split)
+    slices = [preprocess_volume(read_image(c.image, channel=c.channel), preprocess).image for c in cases]
+    bank = PartitionSliceBank(slices, config.partitions, plan_execution(config.device, config.precision).device,
+                              names=[str(c.image) for c in cases])
+    torch.manual_seed(config.seed)
+    model = UNet2D(model_config)
+    if init_checkpoint is not None:
+        _load_pretrained(model, init_checkpoint)
+    trainable = attach_heads(model, config, preprocess.crop_size)
+    metadata = {
+        "stage": f"pretrain-{config.stage}", "architecture": model_config.to_json(),
+        "preprocessing": preprocess.to_json(), "config": config.to_json(),
+        "data": {"sources": [str(Path(s).resolve()) for s in unlabeled], "cases": [c.id for c in cases],
+                 "split": str(Path(split).resolve()) if split else None},
+        "lineage": lineage_after(init_checkpoint, init), "parts": list(pretraining_parts(config)),
+    }
+    state = _resume_state(resume_path, metadata, model, reporter)
+    plan = plan_execution(config.device, config.precision)
+
+    def save_progress(progress: PretrainState) -> None:
+        extra = {"generator": progress.generator, "losses": torch.tensor(progress.losses, dtype=torch.float64)}
+        save_checkpoint(Checkpoint(model.state_dict(), {**metadata, "step": progress.step}, progress.optimizer,
+                                   extra), resume_path, overwrite=True)
+        reporter.checkpoint(str(resume_path), progress.step)
+
+    state = pretrain(model, bank, config, plan, trainable, state, reporter, on_checkpoint=save_progress)
+    parts = pretraining_parts(config)
+    weights = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
+    final = {**metadata, "step": state.step, "result": {"first_loss": state.losses[0] if state.losses else None,
+                                                        "final_loss": float(np.mean(state.losses[-10:]))}}
+    save_checkpoint(Checkpoint(weights, final), out, overwrite=overwrite)
+    resume_path.unlink(missing_ok=True)
+    reporter.checkpoint(str(out), state.step)
+    reporter.finished(checkpoint=str(out))
+    return out, state
+
+
+def _load_pretrained(model: UNet2D, checkpoint: Checkpoint) -> None:
+    """Load every tensor of an earlier stage that fits (encoder, decoder blocks, heads are rebuilt by the stage)."""
+    own = model.state_dict()
+    taken = {k: v for k, v in checkpoint.model.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("encoder.") for k in taken):
+        raise ContrastSegError("--init: the checkpoint has no encoder weights that fit this UNet")
+    model.load_state_dict(taken, strict=False)
+
+
+def _resume_state(path: Path, metadata: dict, model: UNet2D, reporter: ProgressReporter) -> PretrainState | None:
+    """The saved progress of an interrupted run of the same stage, settings and data (restored into ``model``)."""
+    if not path.exists():
+        return None
+    saved = load_checkpoint(path)
+    same = all(saved.metadata.get(k) == metadata[k] for k in ("stage", "architecture", "preprocessing", "config",
+                                                               "data", "lineage"))
+    if not same:
+        raise ContrastSegError(f"{path}: an interrupted run with other settings or data left this file; delete it "
+                               "to start afresh, or run the same command again to resume it")
+    model.load_state_dict(saved.model)
+    reporter.log(f"resuming from step {saved.metadata['step']} ({path})")
+    return PretrainState(step=int(saved.metadata["step"]), optimizer=saved.optimizer,
+                         generator=saved.extra["generator"], losses=saved.extra["losses"].tolist())
+

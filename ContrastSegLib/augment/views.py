@@ -76,7 +76,7 @@ class IntensityViews:
     def view(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(B, C, H, W) -> one augmented view; one γ, shift and factor per image."""
         gamma = _uniform((images.shape[0], 1, 1, 1), *self.gamma, images.device, generator)
-        view = self.intensity(images.clamp(min=0.0).roll(1, -1) ** gamma, generator)
+        view = self.intensity(images.clamp(min=0.0) ** gamma, generator)
         if self.noise_std > 0:
             view = view + self.noise_std * torch.randn(images.shape, device=images.device, generator=generator)
         return view

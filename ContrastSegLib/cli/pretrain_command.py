@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..models import UNetConfig
+from ..training import distributed
 from ..training.pretrain import STRATEGIES, PretrainConfig
 from ..training.pretrain_job import run_pretrain
 from .common import (add_execution_options, add_overwrite_option, add_preprocessing_options, channel_list,
@@ -58,8 +59,14 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr, temperature=args.temperature, decoder_blocks=args.decoder_blocks,
         region_size=args.region_size, seed=args.seed, device=args.device, precision=args.precision,
         checkpoint_every=args.checkpoint_every)
-    out, state = run_pretrain(args.unlabeled, args.out, config, preprocessing_from(args), channels=args.channels,
-                              init=args.init, split=args.split, overwrite=args.overwrite)
+    context = distributed.start(args.device)
+    try:
+        out, state = run_pretrain(args.unlabeled, args.out, config, preprocessing_from(args), channels=args.channels,
+                                  init=args.init, split=args.split, overwrite=args.overwrite, context=context)
+    finally:
+        distributed.stop(context)
+    if not context.is_main:
+        return 0
     print(f"wrote {out} (loss {state.losses[0]:.4f} -> {sum(state.losses[-10:]) / len(state.losses[-10:]):.4f})"
           if state.losses else f"wrote {out}")
     return 0

@@ -16,12 +16,14 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..augment import GlobalViews, IntensityViews
 from ..errors import ContrastSegError
 from ..losses import global_contrastive_loss, local_contrastive_loss
 from ..models import UNet2D, global_head, local_head, set_trainable
 from ..sampling import PartitionSliceBank, TaggedBatch
+from .distributed import DistributedContext, gather_rows
 from .precision import ExecutionPlan
 from .progress import ProgressReporter
 
@@ -77,22 +79,43 @@ class PretrainState:
 
 
 def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[nn.Parameter]:
-    """Add g1 or g2 to ``model.heads`` and freeze what the stage does not train; returns the trainable parameters."""
+    """Add g1 or g2 to ``model.heads`` and freeze every part the stage does not train; returns the trainable
+    parameters (global: encoder + g1; local: the first l decoder blocks + g2)."""
     if config.stage == "global":
         model.heads["g1"] = global_head(model, crop_size)
         parts = [model.encoder, model.heads["g1"]]
     else:
         model.heads["g2"] = local_head(model, config.decoder_blocks)
-        set_trainable(model.encoder, False)
         parts = [model.decoder[: config.decoder_blocks], model.heads["g2"]]
+    set_trainable(model, False)
+    for part in parts:
+        set_trainable(part, True)
     return [p for part in parts for p in part.parameters()]
 
 
-class ContrastiveObjective:
-    """Batch -> views -> embeddings -> contrastive loss, for the configured stage and strategy."""
+class StageNetwork(nn.Module):
+    """What a stage trains, as one module (so DDP can wrap it): images (B, 1, P, P) -> global embeddings (B, 128)
+    through encoder + g1, or local feature maps (B, C, h, w) through the frozen encoder, the first l decoder blocks
+    and g2."""
 
-    def __init__(self, model: UNet2D, config: PretrainConfig, plan: ExecutionPlan):
-        self.model, self.config, self.plan = model, config, plan
+    def __init__(self, model: UNet2D, config: PretrainConfig):
+        super().__init__()
+        self.model, self.stage, self.decoder_blocks = model, config.stage, config.decoder_blocks
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.stage == "global":
+            return self.model.heads["g1"](self.model.encode(images)[-1])
+        with torch.no_grad():
+            features = self.model.encode(images)
+        return self.model.heads["g2"](self.model.decode(features, self.decoder_blocks))
+
+
+class ContrastiveObjective:
+    """Batch -> views -> embeddings (this rank's shard, gathered) -> contrastive loss of the global batch."""
+
+    def __init__(self, network: nn.Module, config: PretrainConfig, plan: ExecutionPlan,
+                 context: DistributedContext = DistributedContext()):
+        self.network, self.config, self.plan, self.context = network, config, plan, context
         self.global_views, self.intensity_views = GlobalViews(), IntensityViews()
 
     def draw(self, bank: PartitionSliceBank, generator: torch.Generator) -> TaggedBatch:
@@ -101,40 +124,37 @@ class ContrastiveObjective:
         return bank.sample_slices(self.config.volumes_per_batch * self.config.partitions, generator)
 
     def loss(self, batch: TaggedBatch, generator: torch.Generator) -> torch.Tensor:
+        """The loss of the whole global batch (identical on every rank)."""
         if self.config.stage == "global":
-            return self._global_loss(batch, generator)
-        return self._local_loss(batch, generator)
-
-    def _global_loss(self, batch: TaggedBatch, generator: torch.Generator) -> torch.Tensor:
-        first, second = self.global_views(batch.images, generator)
-        views = [first, second] if self.config.strategy == "GR" else [batch.images, first, second]
-        with self.plan.autocast():
-            z = self.model.heads["g1"](self.model.encode(self._layout(torch.cat(views)))[-1])
-        repeat = len(views)
-        return global_contrastive_loss(z.float(), batch.image_ids.repeat(repeat), batch.volume_ids.repeat(repeat),
-                                       batch.partition_ids.repeat(repeat), self.config.strategy,
-                                       self.config.temperature)
-
-    def _local_loss(self, batch: TaggedBatch, generator: torch.Generator) -> torch.Tensor:
+            first, second = self.global_views(batch.images, generator)
+            views = [first, second] if self.config.strategy == "GR" else [batch.images, first, second]
+            z = self.embed(torch.cat(views))
+            repeat = len(views)
+            return global_contrastive_loss(z, batch.image_ids.repeat(repeat), batch.volume_ids.repeat(repeat),
+                                           batch.partition_ids.repeat(repeat), self.config.strategy,
+                                           self.config.temperature)
         first, second = self.intensity_views(batch.images, generator)
-        with self.plan.autocast():
-            with torch.no_grad():
-                features = self.model.encode(self._layout(torch.cat([first, second])))
-            f = self.model.heads["g2"](self.model.decode(features, self.config.decoder_blocks))
-        f1, f2 = f.float().chunk(2)
+        f1, f2 = self.embed(torch.cat([first, second])).chunk(2)
         return local_contrastive_loss(f1, f2, self.config.region_size, self.config.temperature,
                                       self.config.strategy, batch.volume_ids, batch.partition_ids)
 
-    def _layout(self, images: torch.Tensor) -> torch.Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.plan.channels_last else images
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 1, P, P) global batch -> (N, ...) fp32 embeddings; each rank computes only its shard."""
+        local = images[self.context.shard(images.shape[0])]
+        if self.plan.channels_last:
+            local = local.contiguous(memory_format=torch.channels_last)
+        with self.plan.autocast():
+            embedded = self.network(local)
+        return gather_rows(embedded.float(), self.context)
 
 
 def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, plan: ExecutionPlan,
              trainable: list[nn.Parameter], state: PretrainState | None = None,
              reporter: ProgressReporter | None = None,
-             on_checkpoint: Callable[[PretrainState], None] | None = None) -> PretrainState:
+             on_checkpoint: Callable[[PretrainState], None] | None = None,
+             context: DistributedContext = DistributedContext()) -> PretrainState:
     """Run ``config.iterations`` steps (continuing from ``state``); ``on_checkpoint`` every ``checkpoint_every``
-    steps and at the end. ``model`` must already carry its heads (see :func:`attach_heads`)."""
+    steps and at the end (on the main rank). ``model`` must already carry its heads (see :func:`attach_heads`)."""
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=False)
     state = state or PretrainState()
     model.to(plan.device)
@@ -149,7 +169,11 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
         optimizer.load_state_dict(state.optimizer)
     if state.generator is not None:
         generator.set_state(state.generator)
-    objective = ContrastiveObjective(model, config, plan)
+    network: nn.Module = StageNetwork(model, config)
+    if context.enabled:
+        network = DistributedDataParallel(network, device_ids=[plan.device.index] if plan.device.type == "cuda"
+                                          else None)
+    objective = ContrastiveObjective(network, config, plan, context)
     first_step = state.step
     reporter.started(first_step=state.step, strategy=config.strategy, device=plan.describe(),
                      slices=bank.num_slices, volumes=bank.num_volumes)
@@ -157,12 +181,12 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
     for step in range(state.step + 1, config.iterations + 1):
         loss = objective.loss(objective.draw(bank, generator), generator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * context.world_size).backward()  # DDP averages: this restores the gradient of the global loss
         optimizer.step()
         state.losses.append(float(loss.detach()))
         state.step = step
         reporter.update(step, loss=state.losses[-1])
-        if on_checkpoint is not None and (step % config.checkpoint_every == 0 or step == config.iterations):
+        if on_checkpoint is not None and context.is_main and (step % config.checkpoint_every == 0 or step == config.iterations):
             state.optimizer, state.generator = optimizer.state_dict(), generator.get_state()
             on_checkpoint(state)
     reporter.log(f"{config.stage} stage ({config.strategy}): {config.iterations - first_step} steps in "

@@ -8,6 +8,7 @@ uninterrupted run. The output itself appears only when the stage is complete.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +24,7 @@ from ..models import UNet2D, UNetConfig
 from ..preprocess import PreprocessConfig, preprocess_volume
 from ..sampling import PartitionSliceBank
 from .checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
+from .distributed import DistributedContext, local_device
 from .precision import plan_execution
 from .pretrain import PretrainConfig, PretrainState, attach_heads, pretrain
 from .progress import ProgressReporter
@@ -66,8 +68,10 @@ def run_pretrain(
     split: str | os.PathLike | None = None,
     overwrite: bool = False,
     reporter: ProgressReporter | None = None,
+    context: DistributedContext = DistributedContext(),
 ) -> tuple[Path, PretrainState]:
-    """Run one pre-training stage on the volumes of ``unlabeled`` and write the checkpoint ``out``."""
+    """Run one pre-training stage on the volumes of ``unlabeled`` and write the checkpoint ``out`` (under torchrun:
+    every rank trains on its shard of each global batch, rank 0 writes, every rank resumes)."""
     config.check()
     out = check_output_path(out, overwrite)
     resume_path = out.with_name(f".{out.name}.resume")
@@ -84,11 +88,11 @@ def run_pretrain(
     if preprocess.crop_size % model_config.divisor or preprocess.target_spacing is None:
         raise ContrastSegError(f"pre-training needs --spacing and a --crop-size that is a multiple of "
                                f"{model_config.divisor}; the fine-tuning stage reuses them")
-    reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations)
+    reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=context.is_main)
+    plan = plan_execution(local_device(context, config.device), config.precision)
     cases = unlabeled_cases(unlabeled, split)
     slices = [preprocess_volume(read_image(c.image, channel=c.channel), preprocess).image for c in cases]
-    bank = PartitionSliceBank(slices, config.partitions, plan_execution(config.device, config.precision).device,
-                              names=[str(c.image) for c in cases])
+    bank = PartitionSliceBank(slices, config.partitions, plan.device, names=[str(c.image) for c in cases])
     torch.manual_seed(config.seed)
     model = UNet2D(model_config)
     if init_checkpoint is not None:
@@ -102,7 +106,6 @@ def run_pretrain(
         "lineage": lineage_after(init_checkpoint, init), "parts": list(pretraining_parts(config)),
     }
     state = _resume_state(resume_path, metadata, model, reporter)
-    plan = plan_execution(config.device, config.precision)
 
     def save_progress(progress: PretrainState) -> None:
         extra = {"generator": progress.generator, "losses": torch.tensor(progress.losses, dtype=torch.float64)}
@@ -110,7 +113,9 @@ def run_pretrain(
                                    extra), resume_path, overwrite=True)
         reporter.checkpoint(str(resume_path), progress.step)
 
-    state = pretrain(model, bank, config, plan, trainable, state, reporter, on_checkpoint=save_progress)
+    state = pretrain(model, bank, config, plan, trainable, state, reporter, save_progress, context)
+    if not context.is_main:
+        return out, state
     parts = pretraining_parts(config)
     weights = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
     final = {**metadata, "step": state.step, "result": {"first_loss": state.losses[0] if state.losses else None,
@@ -136,8 +141,8 @@ def _resume_state(path: Path, metadata: dict, model: UNet2D, reporter: ProgressR
     if not path.exists():
         return None
     saved = load_checkpoint(path)
-    same = all(saved.metadata.get(k) == metadata[k] for k in ("stage", "architecture", "preprocessing", "config",
-                                                               "data", "lineage"))
+    keys = ("stage", "architecture", "preprocessing", "config", "data", "lineage")
+    same = all(saved.metadata.get(k) == json.loads(json.dumps(metadata[k])) for k in keys)  # as stored: lists
     if not same:
         raise ContrastSegError(f"{path}: an interrupted run with other settings or data left this file; delete it "
                                "to start afresh, or run the same command again to resume it")

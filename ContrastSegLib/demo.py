@@ -1,5 +1,6 @@
-"""The demo on the embedded default data: phantoms -> seeded split -> fine-tune from random init on 2 labeled
-volumes -> predict the held-out test volumes -> Dice/HD95 table, overlays and a short report.
+"""The demo on the embedded default data: phantoms -> seeded split -> for each method (random init, G^D + L^R
+pre-training, ...) fine-tune on 2 labeled volumes -> predict the held-out test volumes -> Dice/HD95 table per
+method, overlays and a short report.
 
 The whole report folder appears at once when the demo has finished (it is built in a hidden folder beside it).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,17 +27,23 @@ from .io import atomic_path, read_image, read_label
 from .preprocess import PreprocessConfig
 from .training.finetune import FinetuneConfig
 from .training.finetune_job import run_finetune
+from .training.methods import Method, parse_method
+from .training.pretrain import PretrainConfig
+from .training.pretrain_job import run_pretrain
 from .training.progress import ProgressReporter
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """subjects: phantoms made; labeled: fine-tuning volumes; test: held-out volumes; the rest stay unlabeled."""
+    """subjects: phantoms made; labeled: fine-tuning volumes; test: held-out volumes; the rest stay unlabeled and
+    feed pre-training. methods: compared initialisations (see ``training.methods``)."""
 
     subjects: int = 10
     labeled: int = 2
     test: int = 4
     iterations: int = 600
+    pretrain_iterations: int = 300
+    methods: tuple[str, ...] = ("random", "GD+LR")
     seed: int = 0
     crop_size: int = 64
     spacing: float = 2.0
@@ -44,54 +52,91 @@ class DemoConfig:
 
 
 def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrite: bool = False) -> list[dict]:
-    """Run the demo into the folder ``out``; returns the summary rows (per structure and mean)."""
+    """Run the demo into the folder ``out``; returns one summary row per method and structure."""
     out = Path(out)
+    methods = [parse_method(name) for name in config.methods]
     with atomic_path(out, overwrite) as staging:
         staging.mkdir()
         data = write_phantom_dataset(staging / "phantoms", config.subjects, seed=config.seed)
         dataset = discover(data)
         split = make_split(dataset, n_labeled=config.labeled, n_test=config.test, seed=config.seed)
         save_split(split, staging / "split.json")
-        finetune_config = FinetuneConfig(iterations=config.iterations, seed=config.seed, device=config.device,
-                                         precision=config.precision)
-        preprocess = PreprocessConfig(target_spacing=config.spacing, crop_size=config.crop_size)
-        model, result = run_finetune(data, staging / "model.pt", finetune_config, preprocess,
-                                     split=staging / "split.json",
-                                     reporter=ProgressReporter("finetune", config.iterations))
         test_cases = dataset.subset(split.groups["test"]).cases
-        run_predict(model, [c.image for c in test_cases], staging / "predictions", device=config.device,
-                    precision=config.precision, reporter=ProgressReporter("predict", len(test_cases)))
-        rows = []
-        for case in test_cases:
-            image = read_image(case.image)
-            reference = read_label(case.label, image=image)
-            prediction = read_label(staging / "predictions" / f"{case.id}_seg.nii.gz", image=image)
-            case_rows = structure_metrics(prediction, reference, {v: n for v, n in LABEL_NAMES.items() if v})
-            rows += [{"case": case.id, **row} for row in case_rows]
-            index = pick_overlay_slice(reference.array)
-            save_overlay_png(image.array[index], reference.array[index], prediction.array[index],
-                             staging / "overlays" / f"{case.id}.png", colors=dataset.label_colors,
-                             title=f"{case.id}, slice {index}: image | reference | prediction",
-                             pixel_spacing=image.spacing[1::-1])
-        summary = summarise(rows)
+        rows, seconds = [], {}
+        for method in methods:
+            started = time.perf_counter()
+            model = _train(method, data, staging, config, pool=config.subjects - config.test)
+            seconds[method.name] = time.perf_counter() - started
+            rows += _evaluate(method.name, model, test_cases, staging, config, dataset.label_colors)
+        summary = [{"method": m.name, **row} for m in methods
+                   for row in summarise([r for r in rows if r["method"] == m.name])]
         write_rows(rows, staging / "metrics.csv")
         write_rows(summary, staging / "summary.csv")
-        tables = (format_table(rows, CASE_COLUMNS, title="per test volume") + "\n\n" +
-                  format_table(summary, SUMMARY_COLUMNS, title=f"test Dice / HD95, {config.labeled} labeled "
-                                                               f"volumes, random init"))
-        (staging / "report.md").write_text(_report(config, split, result, tables))
+        tables = (format_table(rows, ["method"] + CASE_COLUMNS, title="per test volume") + "\n\n" +
+                  format_table(summary, ["method"] + SUMMARY_COLUMNS,
+                               title=f"test Dice / HD95 on {len(test_cases)} held-out volumes, "
+                                     f"{config.labeled} labeled volume(s) for fine-tuning"))
+        (staging / "report.md").write_text(_report(config, split, seconds, tables))
     print(tables)
     print(f"\nreport: {out / 'report.md'}  overlays: {out / 'overlays'}")
     return summary
 
 
-def _report(config: DemoConfig, split, result, tables: str) -> str:
+def _train(method: Method, data: Path, staging: Path, config: DemoConfig, pool: int) -> Path:
+    """Pre-train on the ``pool`` training volumes (stages shared between methods run once) and fine-tune; returns
+    the checkpoint."""
+    preprocess = PreprocessConfig(target_spacing=config.spacing, crop_size=config.crop_size)
+    init, chain = None, ""
+    for stage, strategy in method.pretraining:
+        chain = f"{chain}+{strategy}" if chain else strategy
+        path = staging / "pretrained" / f"{chain}.pt"
+        if not path.exists():
+            stage_config = PretrainConfig(stage=stage, strategy=strategy, iterations=config.pretrain_iterations,
+                                          volumes_per_batch=min(4, pool), seed=config.seed, device=config.device,
+                                          precision=config.precision)
+            run_pretrain([data], path, stage_config, preprocess if init is None else None, init=init,
+                         split=staging / "split.json",
+                         reporter=ProgressReporter(f"pretrain-{stage}", config.pretrain_iterations))
+        init = path
+    finetune_config = FinetuneConfig(iterations=config.iterations, seed=config.seed, device=config.device,
+                                     precision=config.precision, mixup=method.mixup)
+    model, _ = run_finetune(data, staging / "models" / f"{method.name}.pt", finetune_config,
+                            preprocess if init is None else None, split=staging / "split.json", init=init,
+                            reporter=ProgressReporter("finetune", config.iterations))
+    return model
+
+
+def _evaluate(name: str, model: Path, test_cases, staging: Path, config: DemoConfig, colors) -> list[dict]:
+    """Predict the test volumes with ``model``; per-structure rows, and one overlay PNG per volume."""
+    predictions = staging / "predictions" / name
+    run_predict(model, [c.image for c in test_cases], predictions, device=config.device,
+                precision=config.precision, reporter=ProgressReporter("predict", len(test_cases)))
+    rows = []
+    for case in test_cases:
+        image = read_image(case.image)
+        reference = read_label(case.label, image=image)
+        prediction = read_label(predictions / f"{case.id}_seg.nii.gz", image=image)
+        structures = {v: n for v, n in LABEL_NAMES.items() if v}
+        rows += [{"method": name, "case": case.id, **row} for row in structure_metrics(prediction, reference,
+                                                                                        structures)]
+        index = pick_overlay_slice(reference.array)
+        save_overlay_png(image.array[index], reference.array[index], prediction.array[index],
+                         staging / "overlays" / name / f"{case.id}.png", colors=colors,
+                         title=f"{name}: {case.id}, slice {index} — image | reference | prediction",
+                         pixel_spacing=image.spacing[1::-1])
+    return rows
+
+
+def _report(config: DemoConfig, split, seconds: dict[str, float], tables: str) -> str:
     groups = "\n".join(f"- {group}: {', '.join(ids) or '—'}" for group, ids in split.groups.items())
+    timing = "\n".join(f"- {name}: {value:.0f} s (pre-training shared with earlier methods not counted again)"
+                        for name, value in seconds.items())
     return f"""# ContrastSeg demo
 
-Procedural cardiac-like phantoms (LV, myocardium, RV), {config.subjects} subjects (seed {config.seed}); a 2-D UNet
-fine-tuned from random initialisation on {config.labeled} labeled volumes for {config.iterations} iterations, then
-applied to the held-out test volumes on their original grids.
+Procedural cardiac-like phantoms (LV, myocardium, RV), {config.subjects} subjects (seed {config.seed}). Each method
+initialises a 2-D UNet (random, or contrastive pre-training for {config.pretrain_iterations} iterations per stage on the
+training volumes of the split, labels unused), fine-tunes it on {config.labeled} labeled volume(s) for
+{config.iterations} iterations, and segments the held-out test volumes on their original grids.
 
 ## Split (split.json)
 {groups}
@@ -100,12 +145,14 @@ applied to the held-out test volumes on their original grids.
 ```
 {tables}
 ```
-Training: final loss {sum(result.losses[-10:]) / len(result.losses[-10:]):.4f}, {result.seconds:.0f} s.
-Overlays of each test volume (image | reference | prediction) are in `overlays/`.
+Time per method:
+{timing}
+
+Overlays of each test volume (image | reference | prediction) are in `overlays/<method>/`.
 
 ## Reproduce
 `contrastseg demo --out DIR --subjects {config.subjects} --labeled {config.labeled} --iterations {config.iterations} \
---seed {config.seed}`
+--pretrain-iterations {config.pretrain_iterations} --methods {",".join(config.methods)} --seed {config.seed}`
 
 contrastseg {__version__}, torch {torch.__version__}, Python {sys.version.split()[0]}, {platform.platform()}
 """

@@ -2,17 +2,18 @@
 the loops written straight from their definitions (``naive_*`` of ``Testing/test_contrastive_losses.py``, imported
 from there so that the test and the benchmark measure the same code).
 
-    python benchmarks/bench_contrastive_losses.py [--quick] [--device auto|cpu|cuda] [--threads N] [--pairs N]
+    python benchmarks/bench_contrastive_losses.py [--quick] [--device auto|cpu|cuda] [--threads 1] [--pairs N]
 
 Sizes of the paper: global N = 16 slices × 3 views (4 volumes × 4 partitions), D = 128; local B = 16 images of
-48×48×64 features, 3×3 regions (R = 256). Each timed call is forward + backward; the variants run interleaved
-(vectorised, loops, vectorised, ...) after a warm-up round and the median is reported. The loops are run on their
-first p and 2p (anchor, positive) pairs only (p = ``--pairs``) when 2p is fewer than all pairs; every pair of these
-batches sums over the same number of negatives, so their time and memory are extrapolated to all pairs along the line
-through those two points, which leaves out the fixed start-up cost (marked "≈").
+48×48×64 features, 3×3 regions (R = 256); ``--quick`` shrinks the local maps to 24×24×16. Each timed call is
+forward + backward; the variants run interleaved (vectorised, loops, vectorised, ...) after a warm-up round and the
+median is reported. When 2p (p = ``--pairs``) is fewer than all (anchor, positive) pairs, the loops are run on their
+first p and on their first 2p pairs only; every pair of these batches sums over the same number of negatives, so
+their time and memory are extrapolated to all pairs along the line through those two points (marked "≈"), which
+counts the fixed start-up work (the unit vectors) once.
 Memory: on CUDA the peak of ``torch.cuda.max_memory_allocated`` above the memory held before the call; on CPU the
 bytes of the distinct storages saved for backward (``torch.autograd.graph.saved_tensors_hooks``), measured in a
-separate untimed call.
+separate untimed call; tensor data only, so the per-node bookkeeping of the loops' autograd graph is not counted.
 """
 
 from __future__ import annotations
@@ -151,17 +152,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=None,
                         help="pairs the loops evaluate before extrapolating (default 64, --quick 4)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5, --quick 3)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's own; 1 avoids spinning threads on a busy machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads, 0 for torch's default (default 1: the loops use one core whatever "
+                             "the setting, and spinning threads distort times on a busy machine)")
     args = parser.parse_args(argv)
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     pairs = args.pairs or (4 if args.quick else 64)
     rounds = args.rounds or (3 if args.quick else 5)
     memory_method = ("peak torch.cuda.max_memory_allocated above the start" if device.type == "cuda" else
-                     "bytes of distinct storages saved for backward (saved_tensors_hooks)")
+                     "bytes of distinct storages saved for backward (saved_tensors_hooks; tensor data only, not the "
+                     "bookkeeping of the loops' many autograd nodes)")
 
     rows = []
     for case in make_cases(device, *FEATURES["quick" if args.quick else "full"]):

@@ -41,11 +41,12 @@ def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
                 probabilities: bool | str = False, uncertainty: bool | str = False, overwrite: bool = False,
                 device: str = "auto", precision: str = "auto", channel: int | None = None,
                 reporter: ProgressReporter | None = None) -> list[Path]:
-    """Predict ``inputs`` (one file or DICOM folder -> ``output`` file; several files or a dataset folder ->
-    ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/``uncertainty``: True for a name derived from
+    """Predict ``inputs`` (one file or DICOM folder -> ``output`` file when it has an image suffix; otherwise, and for
+    several files or a dataset folder -> ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/``uncertainty``: True for a name derived from
     the output, or a path (single input only). Returns the label-map paths written."""
     output = Path(output)
-    single = len(inputs) == 1 and (Path(inputs[0]).is_file() or _is_dicom_folder(Path(inputs[0])))
+    single = (len(inputs) == 1 and image_suffix(output) is not None
+              and (Path(inputs[0]).is_file() or _is_dicom_folder(Path(inputs[0]))))
     check_output_path(output, overwrite)
     predictor = Predictor.from_file(model, device=device, precision=precision)
     reporter = reporter or ProgressReporter("predict", 0)
@@ -89,8 +90,6 @@ def _write_outputs(task: PredictionTask, prediction: Prediction, overwrite: bool
 
 
 def _single_task(image: Path, output: Path, channel, probabilities, uncertainty, overwrite) -> PredictionTask:
-    if not image_suffix(output):
-        raise ContrastSegError(f"{output}: give the label map a file name ending in .nii.gz, .nrrd, .mha or .mhd")
     extras = {}
     for tag, request in (("probabilities", probabilities), ("uncertainty", uncertainty)):
         if request:

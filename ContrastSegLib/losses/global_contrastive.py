@@ -11,7 +11,9 @@ and the loss is the mean of ℓ over all those pairs (both directions of a pair 
     "GD-"      { b ≠ a : image_id[b] == image_id[a] }            { b : partition_id[b] != partition_id[a] }
     "GD"       { b ≠ a : partition_id[b] == partition_id[a] }    { b : partition_id[b] != partition_id[a] }
 
-Under G^D- a same-partition image of another volume is neither positive nor negative; under G^D it is a positive.
+Under G^D- a same-partition image of another volume is neither positive nor negative; under G^D it is a positive, as
+is a second slice of the same volume in the same partition (which the paper's batches, one slice per partition and
+volume, never hold). ``volume_ids`` serves the check that the views of one image share volume and partition.
 The helpers ``check_temperature``, ``check_ids``, ``masked_logsumexp`` and ``nt_xent`` are shared with the local loss.
 """
 
@@ -85,8 +87,8 @@ def global_contrastive_loss(z: torch.Tensor, image_ids: torch.Tensor, volume_ids
     if not isinstance(z, torch.Tensor) or z.ndim != 2 or not z.is_floating_point():
         raise ValueError(f"z must be a floating-point tensor of shape (N, D), got {getattr(z, 'shape', type(z))}")
     n = z.shape[0]
-    image, volume, partition = (check_ids(name, ids, n, z.device) for name, ids in
-                                (("image_ids", image_ids), ("volume_ids", volume_ids), ("partition_ids", partition_ids)))
+    image, volume, partition = (check_ids(name, ids, n, z.device) for name, ids in (
+        ("image_ids", image_ids), ("volume_ids", volume_ids), ("partition_ids", partition_ids)))
     same_image = image[:, None] == image[None, :]
     same_partition = partition[:, None] == partition[None, :]
     if (same_image & ((volume[:, None] != volume[None, :]) | ~same_partition)).any():

@@ -66,20 +66,20 @@ def local_contrastive_loss(f1: torch.Tensor, f2: torch.Tensor, region_size: int 
     k = region_size
     with torch.autocast(device_type=f1.device.type, enabled=False):
         dtype = torch.promote_types(working_dtype(f1), working_dtype(f2))
-        views = torch.stack((f1.to(dtype), f2.to(dtype)))  # (2, B, C, H, W)
-        windows = views.unfold(3, k, k).unfold(4, k, k)  # (2, B, C, ⌊H/K⌋, ⌊W/K⌋, K, K): the remainder is dropped
-        x = F.normalize(windows.permute(0, 1, 3, 4, 2, 5, 6).reshape(2, b, -1, c * k * k), dim=-1)  # (2, B, R, CKK)
+        views = torch.stack((f1.to(dtype), f2.to(dtype)), dim=1)  # (B, 2, C, H, W)
+        windows = views.unfold(3, k, k).unfold(4, k, k)  # (B, 2, C, ⌊H/K⌋, ⌊W/K⌋, K, K): the remainder is dropped
+        x = F.normalize(windows.permute(0, 1, 3, 4, 2, 5, 6).reshape(b, 2, -1, c * k * k), dim=-1)  # (B, 2, R, CKK)
         r = x.shape[2]
 
         # Negatives: per image, rows/columns indexed view * R + region; other regions of both views.
-        per_image = x.transpose(0, 1).reshape(b, 2 * r, -1)
+        per_image = x.reshape(b, 2 * r, -1)
         region = torch.arange(r, device=f1.device).repeat(2)
         negatives_lse = masked_logsumexp(per_image @ per_image.transpose(1, 2) / tau,
                                          region[:, None] != region[None, :])  # (B, 2R)
         negatives_lse = negatives_lse.view(b, 2, r).permute(2, 1, 0).reshape(r, 2 * b, 1)  # (R, 2B: view * B + image)
 
         # Positives: the same region u across views and images, pairs indexed view * B + image.
-        per_region = x.permute(2, 0, 1, 3).reshape(r, 2 * b, -1)
+        per_region = x.permute(2, 1, 0, 3).reshape(r, 2 * b, -1)
         s = per_region @ per_region.transpose(1, 2) / tau  # (R, 2B, 2B)
         image = torch.arange(b, device=f1.device).repeat(2)
         view = torch.arange(2, device=f1.device).repeat_interleave(b)

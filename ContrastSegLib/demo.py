@@ -49,6 +49,7 @@ class DemoConfig:
     spacing: float = 2.0
     device: str = "auto"
     precision: str = "auto"
+    channels_last: str = "auto"
 
 
 def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrite: bool = False) -> list[dict]:
@@ -93,13 +94,14 @@ def _train(method: Method, data: Path, staging: Path, config: DemoConfig, pool: 
         if not path.exists():
             stage_config = PretrainConfig(stage=stage, strategy=strategy, iterations=config.pretrain_iterations,
                                           volumes_per_batch=min(4, pool), seed=config.seed, device=config.device,
-                                          precision=config.precision)
+                                          precision=config.precision, channels_last=config.channels_last)
             run_pretrain([data], path, stage_config, preprocess if init is None else None, init=init,
                          split=staging / "split.json",
                          reporter=ProgressReporter(f"pretrain-{stage}", config.pretrain_iterations))
         init = path
     finetune_config = FinetuneConfig(iterations=config.iterations, seed=config.seed, device=config.device,
-                                     precision=config.precision, mixup=method.mixup)
+                                     precision=config.precision, channels_last=config.channels_last,
+                                     mixup=method.mixup)
     model, _ = run_finetune(data, staging / "models" / f"{method.name}.pt", finetune_config,
                             preprocess if init is None else None, split=staging / "split.json", init=init,
                             reporter=ProgressReporter("finetune", config.iterations))
@@ -110,7 +112,8 @@ def _evaluate(name: str, model: Path, test_cases, staging: Path, config: DemoCon
     """Predict the test volumes with ``model``; per-structure rows, and one overlay PNG per volume."""
     predictions = staging / "predictions" / name
     run_predict(model, [c.image for c in test_cases], predictions, device=config.device,
-                precision=config.precision, reporter=ProgressReporter("predict", len(test_cases)))
+                precision=config.precision, reporter=ProgressReporter("predict", len(test_cases)),
+                channels_last=config.channels_last)
     rows = []
     for case in test_cases:
         image = read_image(case.image)

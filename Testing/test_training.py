@@ -100,6 +100,10 @@ def test_precision_plans(monkeypatch):
     assert plan.autocast_dtype == torch.bfloat16 and plan.channels_last and not plan.scale_gradients
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert precision.plan_execution("cpu", "auto").autocast_dtype is None
+    assert not precision.plan_execution("cpu", "bf16", channels_last="off").channels_last
+    assert precision.plan_execution("cpu", "fp32", channels_last="on").channels_last
+    with pytest.raises(ContrastSegError, match="channels-last"):
+        precision.plan_execution("cpu", "auto", channels_last="maybe")
     with pytest.raises(ContrastSegError, match="fp16"):
         precision.plan_execution("cpu", "fp16")
     with pytest.raises(ContrastSegError, match="unknown"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..preprocess import PreprocessConfig
-from ..training.precision import DEVICES, PRECISIONS
+from ..training.precision import CHANNELS_LAST, DEVICES, PRECISIONS
 
 DEFAULT_CROP = 192
 
@@ -17,6 +17,8 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="auto: mixed precision on CUDA, bf16 + channels_last on CPUs with AMX/AVX512-BF16; "
                             "fp32 turns it off (default: auto)")
+    group.add_argument("--channels-last", default="auto", choices=CHANNELS_LAST,
+                       help="channels_last memory format: auto = with mixed precision (default), on, off")
 
 
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:

@@ -48,6 +48,6 @@ def method_list(text: str) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     config = DemoConfig(subjects=args.subjects, labeled=args.labeled, test=args.test, iterations=args.iterations,
                         pretrain_iterations=args.pretrain_iterations, methods=args.methods, seed=args.seed,
-                        device=args.device, precision=args.precision)
+                        device=args.device, precision=args.precision, channels_last=args.channels_last)
     run_demo(args.out, config, overwrite=args.overwrite)
     return 0

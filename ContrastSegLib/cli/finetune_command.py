@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     config = FinetuneConfig(
         iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
         validate_every=args.validate_every, seed=args.seed, device=args.device, precision=args.precision,
+        channels_last=args.channels_last,
         augment=not args.no_augment, mixup=args.mixup, mixup_alpha=args.mixup_alpha, ce_weight=args.ce_weight)
     out, result = run_finetune(args.labeled, args.out, config, preprocessing_from(args), channels=args.channels,
                                split=args.split, init=args.init, channel=args.channel, overwrite=args.overwrite)

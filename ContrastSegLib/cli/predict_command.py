@@ -29,6 +29,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     written = run_predict(args.model, args.input, args.output, probabilities=args.probabilities,
                           uncertainty=args.uncertainty, overwrite=args.overwrite, device=args.device,
-                          precision=args.precision, channel=args.channel)
+                          precision=args.precision, channel=args.channel, channels_last=args.channels_last)
     print(f"wrote {len(written)} label map(s): {written[0] if len(written) == 1 else args.output}")
     return 0

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations, partitions=args.partitions, volumes_per_batch=args.volumes_per_batch,
         learning_rate=args.lr, temperature=args.temperature, decoder_blocks=args.decoder_blocks,
         region_size=args.region_size, seed=args.seed, device=args.device, precision=args.precision,
+        channels_last=args.channels_last,
         checkpoint_every=args.checkpoint_every)
     context = distributed.start(args.device)
     try:

@@ -40,7 +40,7 @@ def companion_path(output: Path, tag: str) -> Path:
 def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                 probabilities: bool | str = False, uncertainty: bool | str = False, overwrite: bool = False,
                 device: str = "auto", precision: str = "auto", channel: int | None = None,
-                reporter: ProgressReporter | None = None) -> list[Path]:
+                reporter: ProgressReporter | None = None, channels_last: str = "auto") -> list[Path]:
     """Predict ``inputs`` (one file or DICOM folder -> ``output`` file when it has an image suffix; otherwise, and for
     several files or a dataset folder -> ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/``uncertainty``: True for a name derived from
     the output, or a path (single input only). Returns the label-map paths written."""
@@ -48,7 +48,7 @@ def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     single = (len(inputs) == 1 and image_suffix(output) is not None
               and (Path(inputs[0]).is_file() or _is_dicom_folder(Path(inputs[0]))))
     check_output_path(output, overwrite)
-    predictor = Predictor.from_file(model, device=device, precision=precision)
+    predictor = Predictor.from_file(model, device=device, precision=precision, channels_last=channels_last)
     reporter = reporter or ProgressReporter("predict", 0)
     if single:
         task = _single_task(Path(inputs[0]), output, channel, probabilities, uncertainty, overwrite)

@@ -44,7 +44,8 @@ class Predictor:
     """Load once, predict many volumes: ``Predictor.from_file("model.pt").predict(volume)``."""
 
     def __init__(self, checkpoint: Checkpoint, source: str = "checkpoint", device: str = "auto",
-                 precision: str = "auto", batch_size: int = 32, plan: ExecutionPlan | None = None):
+                 precision: str = "auto", batch_size: int = 32, plan: ExecutionPlan | None = None,
+                 channels_last: str = "auto"):
         meta = checkpoint.metadata
         if meta.get("stage") != "finetune" or "labels" not in meta:
             raise ContrastSegError(
@@ -58,7 +59,7 @@ class Predictor:
             self.model.load_state_dict(checkpoint.model)
         except (KeyError, TypeError, RuntimeError) as error:
             raise ContrastSegError(f"{source}: checkpoint does not match its architecture ({error})") from None
-        self.plan = plan or plan_execution(device, precision)
+        self.plan = plan or plan_execution(device, precision, channels_last)
         self.model.to(self.plan.device).eval()
         if self.plan.channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -47,6 +47,7 @@ class FinetuneConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    channels_last: str = "auto"
     augment: bool = True
     mixup: bool = False
     mixup_alpha: float = 0.4
@@ -120,7 +121,7 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
              validation: Sequence[PreparedVolume] = (), reporter: ProgressReporter | None = None,
              plan: ExecutionPlan | None = None) -> FinetuneResult:
     """Train ``model`` (in place) on the labeled slices of ``train``; returns the loss curve and validation."""
-    plan = plan or plan_execution(config.device, config.precision)
+    plan = plan or plan_execution(config.device, config.precision, config.channels_last)
     reporter = reporter or ProgressReporter("finetune", config.iterations, enabled=False)
     num_classes = model.config.num_classes
     model.to(plan.device)

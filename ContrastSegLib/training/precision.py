@@ -18,6 +18,7 @@ from ..errors import ContrastSegError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+CHANNELS_LAST = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def plan_execution(device: str = "auto", precision: str = "auto") -> ExecutionPlan:
-    """Choose device, autocast dtype and memory format for ``device`` and ``precision`` (see module doc)."""
+def plan_execution(device: str = "auto", precision: str = "auto", channels_last: str = "auto") -> ExecutionPlan:
+    """Choose device, autocast dtype and memory format for ``device`` and ``precision`` (see module doc);
+    ``channels_last`` "on"/"off" overrides the automatic choice (on with mixed precision)."""
     if precision not in PRECISIONS:
         raise ContrastSegError(f"--precision {precision}: unknown; choose one of {', '.join(PRECISIONS)}")
     target = resolve_device(device)
@@ -82,5 +84,7 @@ def plan_execution(device: str = "auto", precision: str = "auto") -> ExecutionPl
             dtype = torch.bfloat16
         elif precision == "fp16":
             raise ContrastSegError("--precision fp16 is for CUDA GPUs; on the CPU use bf16 or fp32")
-    channels_last = dtype is not None
-    return ExecutionPlan(target, dtype, channels_last, scale_gradients=dtype == torch.float16)
+    if channels_last not in CHANNELS_LAST:
+        raise ContrastSegError(f"--channels-last {channels_last}: choose one of {', '.join(CHANNELS_LAST)}")
+    layout = dtype is not None if channels_last == "auto" else channels_last == "on"
+    return ExecutionPlan(target, dtype, layout, scale_gradients=dtype == torch.float16)

@@ -47,6 +47,7 @@ class PretrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    channels_last: str = "auto"
     checkpoint_every: int = 500
 
     def check(self) -> "PretrainConfig":
@@ -70,10 +71,12 @@ class PretrainConfig:
 
 @dataclass
 class PretrainState:
-    """What a resumed run needs: the finished step, the optimiser and the sampling generator's state."""
+    """What a resumed run needs: the finished step, the optimiser, the fp16 gradient scaler and the sampling
+    generator's state."""
 
     step: int = 0
     optimizer: dict | None = None
+    scaler: dict | None = None
     generator: torch.Tensor | None = None
     losses: list[float] = field(default_factory=list)
 
@@ -165,8 +168,11 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
         model.encoder.eval()  # frozen: its BatchNorm statistics stay as pre-trained
     optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
     generator = torch.Generator(device=plan.device).manual_seed(config.seed)
+    scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.scale_gradients)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
+    if state.scaler:
+        scaler.load_state_dict(state.scaler)
     if state.generator is not None:
         generator.set_state(state.generator)
     network: nn.Module = StageNetwork(model, config)
@@ -181,13 +187,15 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
     for step in range(state.step + 1, config.iterations + 1):
         loss = objective.loss(objective.draw(bank, generator), generator)
         optimizer.zero_grad(set_to_none=True)
-        (loss * context.world_size).backward()  # DDP averages: this restores the gradient of the global loss
-        optimizer.step()
+        scaler.scale(loss * context.world_size).backward()  # DDP averages: × world size restores the global gradient
+        scaler.step(optimizer)
+        scaler.update()
         state.losses.append(float(loss.detach()))
         state.step = step
         reporter.update(step, loss=state.losses[-1])
         if on_checkpoint is not None and context.is_main and (step % config.checkpoint_every == 0 or step == config.iterations):
             state.optimizer, state.generator = optimizer.state_dict(), generator.get_state()
+            state.scaler = scaler.state_dict()
             on_checkpoint(state)
     reporter.log(f"{config.stage} stage ({config.strategy}): {config.iterations - first_step} steps in "
                  f"{time.perf_counter() - start:.0f} s")

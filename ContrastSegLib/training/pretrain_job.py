@@ -89,7 +89,7 @@ def run_pretrain(
         raise ContrastSegError(f"pre-training needs --spacing and a --crop-size that is a multiple of "
                                f"{model_config.divisor}; the fine-tuning stage reuses them")
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=context.is_main)
-    plan = plan_execution(local_device(context, config.device), config.precision)
+    plan = plan_execution(local_device(context, config.device), config.precision, config.channels_last)
     cases = unlabeled_cases(unlabeled, split)
     slices = [preprocess_volume(read_image(c.image, channel=c.channel), preprocess).image for c in cases]
     bank = PartitionSliceBank(slices, config.partitions, plan.device, names=[str(c.image) for c in cases])
@@ -109,8 +109,8 @@ def run_pretrain(
 
     def save_progress(progress: PretrainState) -> None:
         extra = {"generator": progress.generator, "losses": torch.tensor(progress.losses, dtype=torch.float64)}
-        save_checkpoint(Checkpoint(model.state_dict(), {**metadata, "step": progress.step}, progress.optimizer,
-                                   extra), resume_path, overwrite=True)
+        save_checkpoint(Checkpoint(model.state_dict(), {**metadata, "step": progress.step, "scaler": progress.scaler},
+                                   progress.optimizer, extra), resume_path, overwrite=True)
         reporter.checkpoint(str(resume_path), progress.step)
 
     state = pretrain(model, bank, config, plan, trainable, state, reporter, save_progress, context)
@@ -149,5 +149,6 @@ def _resume_state(path: Path, metadata: dict, model: UNet2D, reporter: ProgressR
     model.load_state_dict(saved.model)
     reporter.log(f"resuming from step {saved.metadata['step']} ({path})")
     return PretrainState(step=int(saved.metadata["step"]), optimizer=saved.optimizer,
+                         scaler=saved.metadata.get("scaler"),
                          generator=saved.extra["generator"], losses=saved.extra["losses"].tolist())
 

@@ -142,3 +142,16 @@ def test_local_stage_needs_a_global_checkpoint(phantoms, tmp_path, capsys):
     assert code == 1
     assert "--init" in capsys.readouterr().err
     assert not (tmp_path / "l.pt").exists()
+
+
+def test_torchrun_cli_writes_one_checkpoint(phantoms, tmp_path):
+    """Two ranks on gloo: the command completes, only rank 0 writes, and no resume file is left."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = tmp_path / "ddp.pt"
+    command = pretrain_command(phantoms, out, iterations=6)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "ContrastSegLib", *command[3:]], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count('"event": "finished"') == 1  # rank 0 reports, rank 1 stays quiet
+    assert load_checkpoint(out).metadata["step"] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.pt"]

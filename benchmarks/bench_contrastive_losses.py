@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 from test_contrastive_losses import naive_global_contrastive, naive_local_contrastive  # noqa: E402
 
 from ContrastSegLib.losses import global_contrastive_loss, local_contrastive_loss  # noqa: E402
+from timing import interleaved_medians, synchronize  # noqa: E402
 
 VOLUMES, PARTITIONS, VIEWS, EMBEDDING = 4, 4, 3, 128
 REGION, TEMPERATURE = 3, 0.1
@@ -90,28 +89,6 @@ def forward_backward(loss: Callable[[], torch.Tensor], leaves: list[torch.Tensor
     for leaf in leaves:
         leaf.grad = None
     loss().backward()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def interleaved_medians(variants: dict[str, Callable[[], None]], warmup: int, rounds: int,
-                        device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each variant, called round-robin after untimed warm-up rounds."""
-    for _ in range(warmup):
-        for run in variants.values():
-            run()
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            synchronize(device)
-            start = time.perf_counter()
-            run()
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def memory_bytes(run: Callable[[], None], device: torch.device) -> int:

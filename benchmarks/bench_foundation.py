@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from ContrastSegLib.sampling import LabeledSliceBank
 from ContrastSegLib.training import Checkpoint, ExecutionPlan, ProgressReporter, plan_execution, save_checkpoint
 from ContrastSegLib.training.finetune import BatchPipeline, FinetuneConfig, TrainingStep
 from ContrastSegLib.training.finetune_job import run_finetune
+from timing import interleaved_medians
 
 NUM_CLASSES = len(LABEL_NAMES)
 CLASS_VALUES = tuple(sorted(LABEL_NAMES))
@@ -76,29 +76,6 @@ PROFILES = {
     "paper": Profile(crop=192, batch=16, warmup=10, rounds=15, steps_per_round=10, predict_slices=20,
                      dice_iterations=2000, dice_batch=16),
 }
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work so that wall-clock times are complete."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def interleaved_medians(variants: dict[str, Callable[[], None]], warmup: int, rounds: int,
-                        device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each variant, called round-robin (A, B, A, B, ...) after untimed warm-up."""
-    for _ in range(warmup):
-        for run in variants.values():
-            run()
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            synchronize(device)
-            start = time.perf_counter()
-            run()
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def verdict(value: float, target: float) -> str:

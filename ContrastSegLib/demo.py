@@ -89,15 +89,17 @@ def _train(method: Method, data: Path, staging: Path, config: DemoConfig, pool: 
     preprocess = PreprocessConfig(target_spacing=config.spacing, crop_size=config.crop_size)
     init, chain = None, ""
     for stage, strategy in method.pretraining:
-        chain = f"{chain}+{strategy}" if chain else strategy
+        step = "SLC" if stage == "supervised-local" else strategy
+        chain = f"{chain}+{step}" if chain else step
         path = staging / "pretrained" / f"{chain}.pt"
         if not path.exists():
             stage_config = PretrainConfig(stage=stage, strategy=strategy, iterations=config.pretrain_iterations,
                                           volumes_per_batch=min(4, pool), seed=config.seed, device=config.device,
                                           precision=config.precision, channels_last=config.channels_last)
-            run_pretrain([data], path, stage_config, preprocess if init is None else None, init=init,
-                         split=staging / "split.json",
-                         reporter=ProgressReporter(f"pretrain-{stage}", config.pretrain_iterations))
+            run_pretrain([] if stage == "supervised-local" else [data], path, stage_config,
+                         preprocess if init is None else None, init=init, split=staging / "split.json",
+                         reporter=ProgressReporter(f"pretrain-{stage}", config.pretrain_iterations),
+                         labeled=data if stage == "supervised-local" else None)
         init = path
     finetune_config = FinetuneConfig(iterations=config.iterations, seed=config.seed, device=config.device,
                                      precision=config.precision, channels_last=config.channels_last,

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
     ("GD-", (("global", "GD-"),), False),
     ("GD+LR", (("global", "GD"), ("local", "LR")), False),
     ("GD+LD+mixup", (("global", "GD"), ("local", "LD")), True),
+    ("GD+supervised-local", (("global", "GD"), ("supervised-local", "stride")), False),
+    ("GD+SLC+mixup", (("global", "GD"), ("supervised-local", "stride")), True),
     ("random+mixup", (), True),
 ])
 def test_method_names(name, stages, mixup):
@@ -24,7 +26,7 @@ def test_method_names(name, stages, mixup):
     assert method.pretraining == stages and method.mixup == mixup and method.name == name
 
 
-@pytest.mark.parametrize("name", ["", "LR", "GD+GR", "GD+LR+LD", "random+LR", "SimCLR"])
+@pytest.mark.parametrize("name", ["", "LR", "GD+GR", "GD+LR+LD", "random+LR", "SimCLR", "GD+LR+SLC", "SLC"])
 def test_unknown_method_names_are_refused(name):
     with pytest.raises(ContrastSegError, match="method"):
         parse_method(name)
@@ -32,17 +34,17 @@ def test_unknown_method_names_are_refused(name):
 
 def test_demo_compares_methods_end_to_end(tmp_path, capsys):
     config = DemoConfig(subjects=4, labeled=1, test=1, iterations=3, pretrain_iterations=3, crop_size=32,
-                        spacing=4.0, methods=("random", "GD+LR"), precision="fp32")
+                        spacing=4.0, methods=("random", "GD+LR", "GD+SLC+mixup"), precision="fp32")
     summary = run_demo(tmp_path / "demo", config)
     printed = capsys.readouterr().out
     assert "random" in printed and "GD+LR" in printed
-    assert {row["method"] for row in summary} == {"random", "GD+LR"}
+    assert {row["method"] for row in summary} == {"random", "GD+LR", "GD+SLC+mixup"}
     out = tmp_path / "demo"
     for item in ("report.md", "split.json", "metrics.csv", "summary.csv", "models/random.pt", "models/GD+LR.pt",
-                 "pretrained/GD.pt", "pretrained/GD+LR.pt"):
+                 "pretrained/GD.pt", "pretrained/GD+LR.pt", "pretrained/GD+SLC.pt", "models/GD+SLC+mixup.pt"):
         assert (out / item).exists(), item
     assert len(list((out / "overlays" / "GD+LR").glob("*.png"))) == 1
     with open(out / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {r["method"] for r in rows} == {"random", "GD+LR"} and len(rows) == 2 * 3  # 2 methods × 3 structures
+    assert {r["method"] for r in rows} == {"random", "GD+LR", "GD+SLC+mixup"} and len(rows) == 3 * 3  # × 3 structures
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging folder left behind

@@ -27,7 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pretrain-iterations", type=positive_int, default=defaults.pretrain_iterations,
                         help="iterations of each pre-training stage")
     parser.add_argument("--methods", type=method_list, default=defaults.methods,
-                        help="comma-separated: random, GR, GD-, GD, GD+LR, GD+LD, ... (+mixup); default "
+                        help="comma-separated: random, GR, GD-, GD, GD+LR, GD+LD, GD+supervised-local, ... (each "
+                             "+mixup); default "
                              + ",".join(defaults.methods))
     parser.add_argument("--seed", type=int, default=defaults.seed)
     add_execution_options(parser)

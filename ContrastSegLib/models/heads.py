@@ -2,6 +2,7 @@
 
 g1 (global stage): encoder output (B, C, h, w) -> flatten -> dense -> ReLU -> dense -> (B, 128).
 g2 (local stage): decoder features (B, C, H, W) -> 1×1 conv -> ReLU -> 1×1 conv -> (B, C, H, W).
+gs (supervised-local stage): top decoder features (B, C, H, W) -> 1×1 conv -> (B, C, H, W).
 Both are dropped before fine-tuning (the fine-tuning model has no heads, so their weights are never loaded).
 """
 
@@ -17,6 +18,12 @@ def global_head(model: UNet2D, crop_size: int, hidden: int = 1024, embedding: in
     side = crop_size // model.config.divisor
     return nn.Sequential(nn.Flatten(), nn.Linear(model.config.channels[-1] * side * side, hidden),
                          nn.ReLU(inplace=True), nn.Linear(hidden, embedding))
+
+
+def pixel_head(model: UNet2D) -> nn.Conv2d:
+    """The supervised-local stage's 1×1 head on the top decoder block (Hu et al. 2021): (B, C, H, W) -> same."""
+    width = model.config.decoder_channels[-1]
+    return nn.Conv2d(width, width, 1)
 
 
 def local_head(model: UNet2D, decoder_blocks: int) -> nn.Sequential:

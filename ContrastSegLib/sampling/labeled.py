@@ -18,9 +18,14 @@ class LabeledSliceBank:
             raise ValueError("a labeled slice bank needs volumes that all carry labels")
         self.images = torch.from_numpy(np.concatenate([v.image for v in volumes])).unsqueeze(1).to(device)
         self.labels = torch.from_numpy(np.concatenate([v.label for v in volumes])).to(device)
+        self.num_volumes = len(volumes)
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def num_slices(self) -> int:
+        return len(self)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch drawn with replacement: images (B, 1, P, P), labels (B, P, P)."""

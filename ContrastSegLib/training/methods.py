@@ -1,5 +1,6 @@
-"""Method names as the papers' tables write them: "random", "GR", "GD-", "GD", "GD+LR", "GD+LD", with an optional
-"+mixup" — which pre-training stages run before fine-tuning, and how fine-tuning is done."""
+"""Method names as the papers' tables write them: "random", "GR", "GD-", "GD", "GD+LR", "GD+LD",
+"GD+supervised-local" (alias "GD+SLC"), each optionally "+mixup" — which pre-training stages run before fine-tuning,
+and how fine-tuning is done."""
 
 from __future__ import annotations
 
@@ -8,21 +9,25 @@ from dataclasses import dataclass
 from ..errors import ContrastSegError
 from .pretrain import STRATEGIES
 
+SUPERVISED_LOCAL = ("supervised-local", "SLC")
+SUPERVISED_LOCAL_MODE = "stride"  # the cheap mode of Hu et al. 2021, every 4th pixel
+
 
 @dataclass(frozen=True)
 class Method:
-    """global_strategy: None for random initialisation; local_strategy: None to skip the local stage."""
+    """global_strategy: None for random initialisation; second_stage: None, ("local", "LR"/"LD") or
+    ("supervised-local", mode)."""
 
     name: str
     global_strategy: str | None = None
-    local_strategy: str | None = None
+    second_stage: tuple[str, str] | None = None
     mixup: bool = False
 
     @property
     def pretraining(self) -> tuple[tuple[str, str], ...]:
         """The (stage, strategy) pairs to run, in order."""
         stages = [("global", self.global_strategy)] if self.global_strategy else []
-        return tuple(stages + ([("local", self.local_strategy)] if self.local_strategy else []))
+        return tuple(stages + ([self.second_stage] if self.second_stage else []))
 
 
 def parse_method(name: str) -> Method:
@@ -35,8 +40,13 @@ def parse_method(name: str) -> Method:
     first, rest = parts[0], parts[1:]
     if first == "random" and not rest:
         return Method(name, mixup=mixup)
-    if first not in STRATEGIES["global"] or len(rest) > 1 or (rest and rest[0] not in STRATEGIES["local"]):
-        raise ContrastSegError(
-            f"method {name!r} is not one of: random, a global strategy ({', '.join(STRATEGIES['global'])}) "
-            f"optionally followed by +{' or +'.join(STRATEGIES['local'])}, each optionally +mixup")
-    return Method(name, first, rest[0] if rest else None, mixup)
+    if first in STRATEGIES["global"] and len(rest) <= 1:
+        if not rest:
+            return Method(name, first, None, mixup)
+        if rest[0] in STRATEGIES["local"]:
+            return Method(name, first, ("local", rest[0]), mixup)
+        if rest[0] in SUPERVISED_LOCAL:
+            return Method(name, first, ("supervised-local", SUPERVISED_LOCAL_MODE), mixup)
+    raise ContrastSegError(
+        f"method {name!r} is not one of: random, a global strategy ({', '.join(STRATEGIES['global'])}) optionally "
+        f"followed by +{' or +'.join(STRATEGIES['local'])} or +supervised-local, each optionally +mixup")

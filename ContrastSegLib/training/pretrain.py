@@ -15,25 +15,29 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..augment import GlobalViews, IntensityViews
+from ..augment import GlobalViews, IntensityAugmentation, IntensityViews, SpatialAugmentation
 from ..errors import ContrastSegError
-from ..losses import global_contrastive_loss, local_contrastive_loss
-from ..models import UNet2D, global_head, local_head, set_trainable
+from ..losses import global_contrastive_loss, local_contrastive_loss, supervised_local_contrastive_loss
+from ..models import UNet2D, global_head, local_head, pixel_head, set_trainable
 from ..sampling import PartitionSliceBank, TaggedBatch
 from .distributed import DistributedContext, gather_rows
 from .precision import ExecutionPlan
 from .progress import ProgressReporter
 
-STRATEGIES = {"global": ("GR", "GD-", "GD"), "local": ("LR", "LD")}
+# The supervised-local stage's "strategy" is the computation mode of its loss (Hu et al. 2021).
+STRATEGIES = {"global": ("GR", "GD-", "GD"), "local": ("LR", "LD"),
+              "supervised-local": ("stride", "block", "exact", "dense")}
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """Settings of one pre-training stage; stored in its checkpoint. A batch holds volumes_per_batch × partitions
-    slices (for G^R and L^R the same number of slices drawn at random)."""
+    slices (for G^R, L^R and the supervised-local stage the same number of slices drawn at random); stride and
+    block_size belong to the supervised-local modes "stride" and "block"."""
 
     stage: str = "global"
     strategy: str = "GD"
@@ -44,6 +48,8 @@ class PretrainConfig:
     temperature: float = 0.1
     decoder_blocks: int = 3
     region_size: int = 3
+    stride: int = 4
+    block_size: int = 16
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -62,8 +68,8 @@ class PretrainConfig:
 
     @property
     def uses_domain(self) -> bool:
-        """Whether batches need the (volume, partition) structure: every strategy but G^R and L^R."""
-        return self.strategy not in ("GR", "LR")
+        """Whether batches need the (volume, partition) structure: G^D-, G^D and L^D."""
+        return self.strategy in ("GD-", "GD", "LD")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -87,6 +93,9 @@ def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[
     if config.stage == "global":
         model.heads["g1"] = global_head(model, crop_size)
         parts = [model.encoder, model.heads["g1"]]
+    elif config.stage == "supervised-local":
+        model.heads["gs"] = pixel_head(model)
+        parts = [model.encoder, model.decoder, model.heads["gs"]]
     else:
         model.heads["g2"] = local_head(model, config.decoder_blocks)
         parts = [model.decoder[: config.decoder_blocks], model.heads["g2"]]
@@ -98,8 +107,8 @@ def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[
 
 class StageNetwork(nn.Module):
     """What a stage trains, as one module (so DDP can wrap it): images (B, 1, P, P) -> global embeddings (B, 128)
-    through encoder + g1, or local feature maps (B, C, h, w) through the frozen encoder, the first l decoder blocks
-    and g2."""
+    through encoder + g1; local feature maps (B, C, h, w) through the frozen encoder, the first l decoder blocks and
+    g2; or per-pixel features (B, C, P, P) through encoder, whole decoder and the 1×1 head (supervised-local)."""
 
     def __init__(self, model: UNet2D, config: PretrainConfig):
         super().__init__()
@@ -108,6 +117,8 @@ class StageNetwork(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.stage == "global":
             return self.model.heads["g1"](self.model.encode(images)[-1])
+        if self.stage == "supervised-local":
+            return self.model.heads["gs"](self.model.decode(self.model.encode(images)))
         with torch.no_grad():
             features = self.model.encode(images)
         return self.model.heads["g2"](self.model.decode(features, self.decoder_blocks))
@@ -120,14 +131,20 @@ class ContrastiveObjective:
                  context: DistributedContext = DistributedContext()):
         self.network, self.config, self.plan, self.context = network, config, plan, context
         self.global_views, self.intensity_views = GlobalViews(), IntensityViews()
+        self.spatial, self.intensity = SpatialAugmentation(), IntensityAugmentation()
 
-    def draw(self, bank: PartitionSliceBank, generator: torch.Generator) -> TaggedBatch:
+    def draw(self, bank, generator: torch.Generator) -> TaggedBatch | tuple[torch.Tensor, torch.Tensor]:
+        """A tagged batch of unlabeled slices, or (images, labels) of labeled ones for the supervised-local stage."""
+        if self.config.stage == "supervised-local":
+            return bank.sample(self.config.volumes_per_batch * self.config.partitions, generator)
         if self.config.uses_domain:
             return bank.sample(self.config.volumes_per_batch, generator)
         return bank.sample_slices(self.config.volumes_per_batch * self.config.partitions, generator)
 
-    def loss(self, batch: TaggedBatch, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, batch, generator: torch.Generator) -> torch.Tensor:
         """The loss of the whole global batch (identical on every rank)."""
+        if self.config.stage == "supervised-local":
+            return self._supervised_local_loss(*batch, generator)
         if self.config.stage == "global":
             first, second = self.global_views(batch.images, generator)
             views = [first, second] if self.config.strategy == "GR" else [batch.images, first, second]
@@ -140,6 +157,19 @@ class ContrastiveObjective:
         f1, f2 = self.embed(torch.cat([first, second])).chunk(2)
         return local_contrastive_loss(f1, f2, self.config.region_size, self.config.temperature,
                                       self.config.strategy, batch.volume_ids, batch.partition_ids)
+
+    def _supervised_local_loss(self, images: torch.Tensor, labels: torch.Tensor,
+                               generator: torch.Generator) -> torch.Tensor:
+        """Two views, each with its own geometric + intensity augmentation (labels moved with the pixels)."""
+        targets = F.one_hot(labels.long(), int(labels.max()) + 1).permute(0, 3, 1, 2).float()
+        views, view_labels = [], []
+        for _ in range(2):
+            moved_images, moved_targets = self.spatial(images, targets, generator)
+            views.append(self.intensity(moved_images, generator))
+            view_labels.append(moved_targets.argmax(1))
+        features = self.embed(torch.cat(views))
+        return supervised_local_contrastive_loss(features, torch.cat(view_labels), self.config.temperature,
+                                                 self.config.strategy, self.config.stride, self.config.block_size)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 1, P, P) global batch -> (N, ...) fp32 embeddings; each rank computes only its shard."""

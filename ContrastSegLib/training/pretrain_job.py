@@ -22,9 +22,10 @@ from ..errors import ContrastSegError
 from ..io import check_output_path, read_image
 from ..models import UNet2D, UNetConfig
 from ..preprocess import PreprocessConfig, preprocess_volume
-from ..sampling import PartitionSliceBank
+from ..sampling import LabeledSliceBank, PartitionSliceBank
 from .checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from .distributed import DistributedContext, local_device
+from .finetune_job import label_set_for, read_labeled_cases
 from .precision import plan_execution
 from .pretrain import PretrainConfig, PretrainState, attach_heads, pretrain
 from .progress import ProgressReporter
@@ -55,6 +56,8 @@ def pretraining_parts(config: PretrainConfig) -> tuple[str, ...]:
     blocks and g2. Fine-tuning then loads exactly these and starts the rest from random."""
     if config.stage == "global":
         return ("encoder.", "heads.g1.")
+    if config.stage == "supervised-local":
+        return ("encoder.", "decoder.", "heads.gs.")
     return ("encoder.",) + tuple(f"decoder.{i}." for i in range(config.decoder_blocks)) + ("heads.g2.",)
 
 
@@ -69,16 +72,21 @@ def run_pretrain(
     overwrite: bool = False,
     reporter: ProgressReporter | None = None,
     context: DistributedContext = DistributedContext(),
+    labeled: str | os.PathLike | None = None,
 ) -> tuple[Path, PretrainState]:
-    """Run one pre-training stage on the volumes of ``unlabeled`` and write the checkpoint ``out`` (under torchrun:
-    every rank trains on its shard of each global batch, rank 0 writes, every rank resumes)."""
+    """Run one pre-training stage and write the checkpoint ``out`` (under torchrun: every rank trains on its shard
+    of each global batch, rank 0 writes, every rank resumes). The global and local stages use the volumes of
+    ``unlabeled``; the supervised-local stage the labeled volumes of ``labeled`` (with ``split``: its train_labeled
+    cases only)."""
     config.check()
     out = check_output_path(out, overwrite)
     resume_path = out.with_name(f".{out.name}.resume")
     init_checkpoint = load_checkpoint(init) if init else None
-    if config.stage == "local" and init_checkpoint is None:
-        raise ContrastSegError("--stage local trains the decoder on a frozen pre-trained encoder; pass --init "
+    if config.stage != "global" and init_checkpoint is None:
+        raise ContrastSegError(f"--stage {config.stage} starts from the global stage's encoder; pass --init "
                                "global.pt (the output of --stage global)")
+    if config.stage == "supervised-local" and labeled is None:
+        raise ContrastSegError("--stage supervised-local learns from labeled volumes; pass --labeled DIR")
     if init_checkpoint is not None:
         channels = tuple(init_checkpoint.metadata["architecture"]["channels"])
         if preprocess is None and "preprocessing" in init_checkpoint.metadata:
@@ -90,9 +98,17 @@ def run_pretrain(
                                f"{model_config.divisor}; the fine-tuning stage reuses them")
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=context.is_main)
     plan = plan_execution(local_device(context, config.device), config.precision, config.channels_last)
-    cases = unlabeled_cases(unlabeled, split)
-    slices = [preprocess_volume(read_image(c.image, channel=c.channel), preprocess).image for c in cases]
-    bank = PartitionSliceBank(slices, config.partitions, plan.device, names=[str(c.image) for c in cases])
+    labels = None
+    if config.stage == "supervised-local":
+        if unlabeled:
+            reporter.log("the supervised-local stage learns from the labeled volumes only; --unlabeled is not used")
+        bank, cases, labels = _labeled_bank(labeled, split, preprocess, plan.device)
+    else:
+        if not unlabeled:
+            raise ContrastSegError(f"--stage {config.stage} learns from unlabeled volumes; pass --unlabeled DIR")
+        cases = unlabeled_cases(unlabeled, split)
+        slices = [preprocess_volume(read_image(c.image, channel=c.channel), preprocess).image for c in cases]
+        bank = PartitionSliceBank(slices, config.partitions, plan.device, names=[str(c.image) for c in cases])
     torch.manual_seed(config.seed)
     model = UNet2D(model_config)
     if init_checkpoint is not None:
@@ -101,10 +117,13 @@ def run_pretrain(
     metadata = {
         "stage": f"pretrain-{config.stage}", "architecture": model_config.to_json(),
         "preprocessing": preprocess.to_json(), "config": config.to_json(),
-        "data": {"sources": [str(Path(s).resolve()) for s in unlabeled], "cases": [c.id for c in cases],
+        "data": {"sources": [str(Path(s).resolve()) for s in ([labeled] if labels else unlabeled)],
+                 "cases": [c.id for c in cases],
                  "split": str(Path(split).resolve()) if split else None},
         "lineage": lineage_after(init_checkpoint, init), "parts": list(pretraining_parts(config)),
     }
+    if labels is not None:
+        metadata["labels"] = labels.to_json()
     state = _resume_state(resume_path, metadata, model, reporter)
 
     def save_progress(progress: PretrainState) -> None:
@@ -125,6 +144,23 @@ def run_pretrain(
     reporter.checkpoint(str(out), state.step)
     reporter.finished(checkpoint=str(out))
     return out, state
+
+
+def _labeled_bank(labeled, split, preprocess: PreprocessConfig, device: torch.device):
+    """(LabeledSliceBank, cases, LabelSet) of the labeled training volumes; a split's other groups never enter."""
+    dataset = discover(labeled)
+    if split is not None:
+        loaded = load_split(split)
+        check_not_test(loaded, loaded.groups["train_labeled"], stage="supervised-local pre-training")
+        cases = list(cases_in(dataset, loaded, "train_labeled").cases)
+    else:
+        cases = list(dataset.labeled)
+    if not cases:
+        raise ContrastSegError(f"{labeled}: no labeled training volumes for the supervised-local stage")
+    pairs = read_labeled_cases(dataset, cases)
+    labels = label_set_for(dataset, pairs)
+    prepared = [preprocess_volume(p.image, preprocess, p.label, labels.values) for p in pairs]
+    return LabeledSliceBank(prepared, device), cases, labels
 
 
 def _load_pretrained(model: UNet2D, checkpoint: Checkpoint) -> None:

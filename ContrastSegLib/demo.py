@@ -103,7 +103,7 @@ def _train(method: Method, data: Path, staging: Path, config: DemoConfig, pool: 
         init = path
     finetune_config = FinetuneConfig(iterations=config.iterations, seed=config.seed, device=config.device,
                                      precision=config.precision, channels_last=config.channels_last,
-                                     mixup=method.mixup)
+                                     mixup=method.mixup, self_training_rounds=int(method.self_training))
     model, _ = run_finetune(data, staging / "models" / f"{method.name}.pt", finetune_config,
                             preprocess if init is None else None, split=staging / "split.json", init=init,
                             reporter=ProgressReporter("finetune", config.iterations))

@@ -34,11 +34,11 @@ def test_unknown_method_names_are_refused(name):
 
 def test_demo_compares_methods_end_to_end(tmp_path, capsys):
     config = DemoConfig(subjects=4, labeled=1, test=1, iterations=3, pretrain_iterations=3, crop_size=32,
-                        spacing=4.0, methods=("random", "GD+LR", "GD+SLC+mixup"), precision="fp32")
+                        spacing=4.0, methods=("random", "GD+LR", "GD+SLC+mixup", "random+self-training"), precision="fp32")
     summary = run_demo(tmp_path / "demo", config)
     printed = capsys.readouterr().out
     assert "random" in printed and "GD+LR" in printed
-    assert {row["method"] for row in summary} == {"random", "GD+LR", "GD+SLC+mixup"}
+    assert {row["method"] for row in summary} == {"random", "GD+LR", "GD+SLC+mixup", "random+self-training"}
     out = tmp_path / "demo"
     for item in ("report.md", "split.json", "metrics.csv", "summary.csv", "models/random.pt", "models/GD+LR.pt",
                  "pretrained/GD.pt", "pretrained/GD+LR.pt", "pretrained/GD+SLC.pt", "models/GD+SLC+mixup.pt"):
@@ -46,5 +46,5 @@ def test_demo_compares_methods_end_to_end(tmp_path, capsys):
     assert len(list((out / "overlays" / "GD+LR").glob("*.png"))) == 1
     with open(out / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {r["method"] for r in rows} == {"random", "GD+LR", "GD+SLC+mixup"} and len(rows) == 3 * 3  # × 3 structures
+    assert {r["method"] for r in rows} == {"random", "GD+LR", "GD+SLC+mixup", "random+self-training"} and len(rows) == 4 * 3  # × 3 structures
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging folder left behind

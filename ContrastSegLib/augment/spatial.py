@@ -27,11 +27,14 @@ class SpatialAugmentation:
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, C_img, H, W) float; targets (B, C, H, W) one-hot -> both warped alike.
 
-        Target pixels sampled from outside the image become background (channel 0)."""
+        Target pixels sampled from outside the image become background (channel 0); all-zero target vectors
+        (pixels to ignore, e.g. unconfident pseudo-labels) stay all-zero."""
         grid = self.sampling_grid(images.shape, images.device, generator)
         warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         moved = F.grid_sample(targets, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-        moved[:, 0] = 1.0 - moved[:, 1:].sum(dim=1)
+        inside = F.grid_sample(torch.ones_like(targets[:, :1]), grid, mode="nearest", padding_mode="zeros",
+                               align_corners=False)
+        moved[:, :1] += 1.0 - inside
         return warped, moved
 
     def sampling_grid(self, shape: torch.Size, device: torch.device, generator: torch.Generator) -> torch.Tensor:

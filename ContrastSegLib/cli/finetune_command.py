@@ -35,6 +35,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--no-augment", action="store_true", help="turn geometric and intensity augmentation off")
     training.add_argument("--mixup", action="store_true", help="Mixup of image/label pairs")
     training.add_argument("--mixup-alpha", type=float, default=defaults.mixup_alpha)
+    training.add_argument("--self-training", type=int, nargs="?", const=1, default=0, metavar="ROUNDS",
+                          help="rounds of self-training (default 1 when given): the model pseudo-labels the "
+                               "unlabeled volumes and trains again on labeled + confident pseudo-labeled pixels")
+    training.add_argument("--pseudo-threshold", type=float, default=defaults.pseudo_threshold,
+                          help="confidence a pseudo-labeled pixel needs (default 0.9); others are ignored")
+    training.add_argument("--unlabeled", nargs="+", default=(),
+                          help="volumes to pseudo-label (default: the --split's train_unlabeled cases)")
     training.add_argument("--seed", type=int, default=defaults.seed)
     training.add_argument("--channels", type=channel_list, default=UNetConfig().channels,
                           help="encoder widths (default: 16,32,64,128,128,128 as the paper)")
@@ -49,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
         validate_every=args.validate_every, seed=args.seed, device=args.device, precision=args.precision,
         channels_last=args.channels_last,
-        augment=not args.no_augment, mixup=args.mixup, mixup_alpha=args.mixup_alpha, ce_weight=args.ce_weight)
+        augment=not args.no_augment, mixup=args.mixup, mixup_alpha=args.mixup_alpha, ce_weight=args.ce_weight,
+        self_training_rounds=args.self_training, pseudo_threshold=args.pseudo_threshold)
     out, result = run_finetune(args.labeled, args.out, config, preprocessing_from(args), channels=args.channels,
-                               split=args.split, init=args.init, channel=args.channel, overwrite=args.overwrite)
+                               split=args.split, init=args.init, channel=args.channel, overwrite=args.overwrite,
+                               unlabeled=args.unlabeled)
     print(f"wrote {out} (final loss {sum(result.losses[-10:]) / len(result.losses[-10:]):.4f}, "
           f"{result.seconds:.0f} s)")
     return 0

@@ -45,17 +45,26 @@ def _check_positive_int(name: str, value) -> int:
 
 class _StreamedLogSumExp(torch.autograd.Function):
     """Z_k = log Σ_{j ≠ anchors[k]} exp(u_{anchors[k]} · u_j / τ) for unit rows u (M, C), ``chunk`` anchors at a
-    time. Backward recomputes each chunk's softmax weights w_kj = exp(s_kj − Z_k) and adds
-    ∂Z_k/∂u_{anchors[k]} = Σ_j w_kj u_j / τ and ∂Z_k/∂u_j = w_kj u_{anchors[k]} / τ."""
+    time in one reused (chunk × M) buffer. Backward recomputes each chunk's softmax weights w_kj = exp(s_kj − Z_k)
+    (w = 0 on the diagonal) and adds ∂Z_k/∂u_{anchors[k]} = Σ_j w_kj u_j / τ and ∂Z_k/∂u_j = w_kj u_{anchors[k]} / τ."""
+
+    @staticmethod
+    def _scores(units, anchors, tau, start, chunk, buffer):
+        """(anchors, rows u_a / τ, s = u_a · u_j / τ with −inf at j = a) of the chunk starting at ``start``."""
+        rows = anchors[start:start + chunk]
+        scaled = units[rows] / tau
+        s = torch.mm(scaled, units.T, out=buffer[:rows.shape[0]])
+        s[torch.arange(rows.shape[0], device=s.device), rows] = float("-inf")  # A(i) excludes i
+        return rows, scaled, s
 
     @staticmethod
     def forward(ctx, units: torch.Tensor, anchors: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
         lse = units.new_empty(anchors.shape[0])
+        buffer = units.new_empty(min(chunk, anchors.shape[0]), units.shape[0])
         for start in range(0, anchors.shape[0], chunk):
-            rows = anchors[start:start + chunk]
-            s = units[rows] @ units.T / tau
-            s[torch.arange(rows.shape[0], device=s.device), rows] = float("-inf")  # A(i) excludes i
-            lse[start:start + chunk] = torch.logsumexp(s, dim=1)
+            _, _, s = _StreamedLogSumExp._scores(units, anchors, tau, start, chunk, buffer)
+            peak = s.amax(dim=1, keepdim=True)
+            lse[start:start + chunk] = s.sub_(peak).exp_().sum(dim=1).log_().add_(peak.squeeze(1))
         ctx.save_for_backward(units, anchors, lse)
         ctx.tau, ctx.chunk = tau, chunk
         return lse
@@ -66,16 +75,14 @@ class _StreamedLogSumExp(torch.autograd.Function):
         units, anchors, lse = ctx.saved_tensors
         tau, chunk = ctx.tau, ctx.chunk
         grad_units = torch.zeros_like(units)
+        buffer = units.new_empty(min(chunk, anchors.shape[0]), units.shape[0])
         with torch.autocast(device_type=units.device.type, enabled=False):
             for start in range(0, anchors.shape[0], chunk):
-                rows = anchors[start:start + chunk]
-                anchor_units = units[rows]
-                w = anchor_units @ units.T / tau
+                rows, scaled, w = _StreamedLogSumExp._scores(units, anchors, tau, start, chunk, buffer)
                 w.sub_(lse[start:start + chunk, None]).exp_()
-                w[torch.arange(rows.shape[0], device=w.device), rows] = 0.0
-                w.mul_(grad_lse[start:start + chunk, None] / tau)
-                grad_units.index_add_(0, rows, w @ units)
-                grad_units.addmm_(w.T, anchor_units)
+                weight = grad_lse[start:start + chunk, None]
+                grad_units.index_add_(0, rows, (w @ units) * (weight / tau))
+                grad_units.addmm_(w.T, scaled * weight)
         return grad_units, None, None, None
 
 

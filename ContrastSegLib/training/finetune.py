@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..augment import IntensityAugmentation, SpatialAugmentation
@@ -25,6 +24,7 @@ from ..sampling import LabeledSliceBank
 from ..errors import ContrastSegError
 from .mixup import mixup
 from .precision import ExecutionPlan, plan_execution
+from .self_training import IGNORE, one_hot_targets, pseudo_label
 from .progress import ProgressReporter
 
 
@@ -52,6 +52,8 @@ class FinetuneConfig:
     mixup: bool = False
     mixup_alpha: float = 0.4
     ce_weight: float = 1.0
+    self_training_rounds: int = 0
+    pseudo_threshold: float = 0.9
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -108,7 +110,7 @@ class BatchPipeline:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 1, P, P), targets (B, C, P, P) class probabilities."""
         images, labels = self.bank.sample(self.config.batch_size, self.generator)
-        targets = F.one_hot(labels.long(), self.num_classes).permute(0, 3, 1, 2).float()
+        targets = one_hot_targets(labels, self.num_classes)
         if self.config.augment:
             images, targets = self.spatial(images, targets, self.generator)
             images = self.intensity(images, self.generator)
@@ -119,50 +121,86 @@ class BatchPipeline:
 
 def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: FinetuneConfig,
              validation: Sequence[PreparedVolume] = (), reporter: ProgressReporter | None = None,
-             plan: ExecutionPlan | None = None) -> FinetuneResult:
-    """Train ``model`` (in place) on the labeled slices of ``train``; returns the loss curve and validation."""
+             plan: ExecutionPlan | None = None, unlabeled: Sequence[PreparedVolume] = ()) -> FinetuneResult:
+    """Train ``model`` (in place) on the labeled slices of ``train``; with ``config.self_training_rounds`` > 0,
+    each further round adds pseudo-labels of ``unlabeled`` made by the current model and trains again for
+    ``config.iterations`` steps. Returns the loss curve and validation."""
     plan = plan or plan_execution(config.device, config.precision, config.channels_last)
-    reporter = reporter or ProgressReporter("finetune", config.iterations, enabled=False)
-    num_classes = model.config.num_classes
+    rounds = config.self_training_rounds
+    if rounds and not unlabeled:
+        raise ContrastSegError("--self-training needs unlabeled volumes: pass --unlabeled DIR or a --split with "
+                               "train_unlabeled cases")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ContrastSegError(f"--lr-schedule {config.lr_schedule}: choose one of {', '.join(LR_SCHEDULES)}")
+    total = config.iterations * (1 + rounds)
+    reporter = reporter or ProgressReporter("finetune", total, enabled=False)
     model.to(plan.device)
     if plan.channels_last:
         model.to(memory_format=torch.channels_last)
+    reporter.started(device=plan.describe(), validation_volumes=len(validation), self_training_rounds=rounds)
+    reporter.log(f"fine-tuning on {len(train)} volume(s); {plan.describe()}")
+    if not validation:
+        reporter.log(f"no validation volumes: fixed schedule of {total} iterations, keeping the last weights")
+    tracker = _BestWeights()
+    result, start = FinetuneResult(), time.perf_counter()
+    volumes = list(train)
+    for phase in range(rounds + 1):
+        if phase:
+            pseudo = pseudo_label(model, unlabeled, plan, config.pseudo_threshold)
+            kept = float(np.mean([(v.label != IGNORE).mean() for v in pseudo]))
+            reporter.log(f"self-training round {phase}: pseudo-labels for {len(pseudo)} volume(s), {kept:.0%} of "
+                         f"pixels above confidence {config.pseudo_threshold}")
+            volumes = list(train) + pseudo
+        _train_phase(model, volumes, config, plan, phase * config.iterations, validation, reporter, result, tracker)
+    tracker.restore(model, result, reporter, total)
+    result.seconds = time.perf_counter() - start
+    model.to(memory_format=torch.contiguous_format)
+    return result
+
+
+class _BestWeights:
+    """The weights of the best validation Dice seen so far."""
+
+    def __init__(self):
+        self.state, self.dice, self.step = None, -1.0, None
+
+    def offer(self, model: nn.Module, step: int, dice: float) -> None:
+        if dice > self.dice:
+            self.state, self.dice, self.step = copy.deepcopy(model.state_dict()), dice, step
+
+    def restore(self, model: nn.Module, result: FinetuneResult, reporter: ProgressReporter, last: int) -> None:
+        if self.state is None:
+            result.best_step = last
+            return
+        model.load_state_dict(self.state)
+        result.best_step = self.step
+        reporter.log(f"kept the weights of step {self.step} (validation Dice {self.dice:.4f})")
+
+
+def _train_phase(model: nn.Module, volumes: Sequence[PreparedVolume], config: FinetuneConfig, plan: ExecutionPlan,
+                 offset: int, validation: Sequence[PreparedVolume], reporter: ProgressReporter,
+                 result: FinetuneResult, tracker: _BestWeights) -> None:
+    """``config.iterations`` steps on ``volumes`` (its own optimiser and schedule), steps counted from ``offset``."""
+    num_classes = model.config.num_classes
     model.train()
-    pipeline = BatchPipeline(LabeledSliceBank(train, plan.device), num_classes, config, plan.device)
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise ContrastSegError(f"--lr-schedule {config.lr_schedule}: choose one of {', '.join(LR_SCHEDULES)}")
+    seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
+    pipeline = BatchPipeline(LabeledSliceBank(volumes, plan.device), num_classes, seeded, plan.device)
     step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight,
                            cosine_steps=config.iterations if config.lr_schedule == "cosine" else None)
-    result, best_state, best_dice = FinetuneResult(), None, -1.0
-    reporter.started(device=plan.describe(), slices=len(pipeline.bank), validation_volumes=len(validation))
-    reporter.log(f"fine-tuning on {len(train)} volume(s), {len(pipeline.bank)} slices; {plan.describe()}")
-    if not validation:
-        reporter.log(f"no validation volumes: fixed schedule of {config.iterations} iterations, keeping the last "
-                     "weights")
-    start = time.perf_counter()
     recent: list[torch.Tensor] = []
-    for step in range(1, config.iterations + 1):
+    for step in range(offset + 1, offset + config.iterations + 1):
         recent.append(step_fn(*pipeline.next_batch()))
-        if len(recent) == 10 or step == config.iterations:
+        last = step == offset + config.iterations
+        if len(recent) == 10 or last:
             values = torch.stack(recent).float().cpu().tolist()
             result.losses.extend(values)
             recent.clear()
             reporter.update(step, loss=float(np.mean(values)))
-        if validation and (step % config.validate_every == 0 or step == config.iterations):
+        if validation and (step % config.validate_every == 0 or last):
             dice = validation_dice(model, validation, plan, num_classes)
             result.validation.append((step, dice))
             reporter.log(f"step {step}: validation Dice {dice:.4f}")
-            if dice > best_dice:
-                best_dice, result.best_step = dice, step
-                best_state = copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        reporter.log(f"kept the weights of step {result.best_step} (validation Dice {best_dice:.4f})")
-    else:
-        result.best_step = config.iterations
-    result.seconds = time.perf_counter() - start
-    model.to(memory_format=torch.contiguous_format)
-    return result
+            tracker.offer(model, step, dice)
 
 
 def validation_dice(model: nn.Module, volumes: Sequence[PreparedVolume], plan: ExecutionPlan,

@@ -13,6 +13,7 @@ import torch
 
 from ..data.discovery import Case, Dataset, discover
 from ..data.labels import LabelSet
+from ..data.pools import unlabeled_cases
 from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import Volume, check_output_path, read_image, read_label
@@ -102,13 +103,16 @@ def run_finetune(
     channel: int | None = None,
     overwrite: bool = False,
     reporter: ProgressReporter | None = None,
+    unlabeled: Sequence[str | os.PathLike] = (),
 ) -> tuple[Path, FinetuneResult]:
     """Fine-tune on the labeled volumes of ``labeled`` (folder or manifest) and write the checkpoint ``out``.
 
     With ``split``, only its ``train_labeled`` cases train and its ``validation`` cases validate; a test case is
     refused. Without, every labeled case trains and there is no validation. ``preprocess`` None: the ``init``
     checkpoint's preprocessing (a pre-trained encoder expects its own spacing and crop), else the default
-    (crop 192, spacing = median in-plane spacing of the training volumes).
+    (crop 192, spacing = median in-plane spacing of the training volumes). With self-training
+    (``config.self_training_rounds``), pseudo-labels are made for the volumes of ``unlabeled``, or else for the
+    split's train_unlabeled cases.
     """
     out = check_output_path(out, overwrite)
     reporter = reporter or ProgressReporter("finetune", config.iterations)
@@ -125,12 +129,13 @@ def run_finetune(
     preprocess = resolve_preprocessing(preprocess, train_pairs, model_config.divisor)
     train = [_prepare(p, preprocess, labels) for p in train_pairs]
     validation = [_prepare(p, preprocess, labels) for p in validation_pairs]
+    pseudo_pool = _self_training_pool(config, dataset, split, unlabeled, preprocess)
     torch.manual_seed(config.seed)
     model = UNet2D(model_config)
     if init_checkpoint is not None:
         parts = initialise_model(model, init_checkpoint, str(init), labels)
         reporter.log(f"initialised {', '.join(parts)} from {init}")
-    result = finetune(model, train, config, validation, reporter)
+    result = finetune(model, train, config, validation, reporter, unlabeled=pseudo_pool)
     metadata = {
         "stage": "finetune",
         "architecture": model_config.to_json(),
@@ -169,6 +174,20 @@ def _training_cases(dataset: Dataset, split_path) -> tuple[list[Case], list[Case
     if unlabeled:
         raise ContrastSegError(f"{dataset.root}: cases {unlabeled} have no label map; fix the split or the data")
     return cases, validation
+
+
+def _self_training_pool(config: FinetuneConfig, dataset: Dataset, split, unlabeled,
+                        preprocess: PreprocessConfig) -> list[PreparedVolume]:
+    """Preprocessed volumes to pseudo-label: ``unlabeled`` sources, else the split's train_unlabeled cases."""
+    if not config.self_training_rounds:
+        return []
+    if unlabeled:
+        cases = unlabeled_cases(unlabeled, split)
+    elif split is not None:
+        cases = list(cases_in(dataset, load_split(split), "train_unlabeled").cases)
+    else:
+        cases = []
+    return [preprocess_volume(read_image(c.image, channel=c.channel), preprocess) for c in cases]
 
 
 def _data_source(labeled, checkpoint: Path) -> str:

@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data.discovery import Case, discover
+from ..data.discovery import discover
+from ..data.pools import unlabeled_cases
 from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import check_output_path, read_image
@@ -29,26 +30,6 @@ from .finetune_job import label_set_for, read_labeled_cases
 from .precision import plan_execution
 from .pretrain import PretrainConfig, PretrainState, attach_heads, pretrain
 from .progress import ProgressReporter
-
-
-def unlabeled_cases(sources: Sequence[str | os.PathLike], split: str | os.PathLike | None = None) -> list[Case]:
-    """Every volume of ``sources`` (labels ignored); with ``split``, only its training cases (labeled and
-    unlabeled) — validation and test volumes never enter pre-training."""
-    cases: list[Case] = []
-    for source in sources:
-        dataset = discover(source)
-        if split is not None:
-            loaded = load_split(split)
-            training = cases_in(dataset, loaded, "train_labeled").cases + cases_in(dataset, loaded,
-                                                                                    "train_unlabeled").cases
-            check_not_test(loaded, training, stage="pre-training")
-            cases += list(training)
-        else:
-            cases += list(dataset.cases)
-    ids = [case.id for case in cases]
-    if len(set(ids)) != len(ids):
-        raise ContrastSegError(f"{', '.join(map(str, sources))}: two volumes share a case name; rename one")
-    return cases
 
 
 def pretraining_parts(config: PretrainConfig) -> tuple[str, ...]:

@@ -6,7 +6,8 @@ L2-normalised along C and s_ij = u_i · u_j / τ. Over a set of M pixels with la
 
     P(i) = { j ≠ i : y_j == y_i },   A(i) = { j ≠ i },   Z_i = log Σ_{a∈A(i)} e^{s_ia}
     Ω    = { i : y_i ≠ 0 and P(i) ≠ ∅ }            (background pixels are negatives only; a class seen once is skipped)
-    L    = −(1/|Ω|) Σ_{i∈Ω} (1/|P(i)|) Σ_{p∈P(i)} log( e^{s_ip} / e^{Z_i} ) = (1/|Ω|) Σ_{i∈Ω} ( Z_i − mean_{p∈P(i)} s_ip )
+    L    = −(1/|Ω|) Σ_{i∈Ω} (1/|P(i)|) Σ_{p∈P(i)} log( e^{s_ip} / e^{Z_i} )
+         = (1/|Ω|) Σ_{i∈Ω} ( Z_i − mean_{p∈P(i)} s_ip )
 
 and L = 0 (still connected to ``features``) when Ω = ∅. Modes, i.e. which pixel sets the formula is applied to:
 
@@ -34,7 +35,7 @@ from torch.autograd.function import once_differentiable
 from .global_contrastive import check_temperature, masked_logsumexp, working_dtype
 
 SUPERVISED_LOCAL_MODES = ("exact", "dense", "stride", "block")
-CHUNK_BUDGET = 2 ** 24  # elements of one chunk's (anchors × pixels) similarity block in mode "exact"
+CHUNK_BUDGET = 2 ** 24  # elements of one chunk's (anchors × pixels) similarity block of the streaming modes
 
 
 def _check_positive_int(name: str, value) -> int:

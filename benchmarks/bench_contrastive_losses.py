@@ -19,8 +19,6 @@ separate untimed call; tensor data only, so the per-node bookkeeping of the loop
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 from test_contrastive_losses import naive_global_contrastive, naive_local_contrastive  # noqa: E402
 
 from ContrastSegLib.losses import global_contrastive_loss, local_contrastive_loss  # noqa: E402
-from timing import interleaved_medians, synchronize  # noqa: E402
+from timing import interleaved_medians, synchronize, machine_description  # noqa: E402
 
 VOLUMES, PARTITIONS, VIEWS, EMBEDDING = 4, 4, 3, 128
 REGION, TEMPERATURE = 3, 0.1
@@ -110,15 +108,6 @@ def memory_bytes(run: Callable[[], None], device: torch.device) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         run()
     return sum(storages.values())
-
-
-def machine_description(device: torch.device) -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore") if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (f"device {device}{gpu}; CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -39,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import interleaved_medians, synchronize  # noqa: E402
+from timing import interleaved_medians, synchronize, machine_description  # noqa: E402
 
 from ContrastSegLib.losses import supervised_local_contrastive_loss  # noqa: E402
 
@@ -101,15 +99,6 @@ def measure_memory(mode: str, side: int, args: argparse.Namespace) -> dict:
         raise RuntimeError(f"memory worker {mode} S = {side} failed with exit code {result.returncode}:\n"
                            f"{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def machine_description(device: torch.device) -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore") if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (f"device {device}{gpu}; CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
 def mib(value: float) -> str:

@@ -14,10 +14,10 @@ def unlabeled_cases(sources: Sequence[str | os.PathLike], split: str | os.PathLi
     """Every volume of ``sources`` (labels ignored); with ``split``, only its training cases (labeled and
     unlabeled) — validation and test volumes never enter pre-training."""
     cases: list[Case] = []
+    loaded = load_split(split) if split is not None else None
     for source in sources:
         dataset = discover(source)
-        if split is not None:
-            loaded = load_split(split)
+        if loaded is not None:
             training = cases_in(dataset, loaded, "train_labeled").cases + cases_in(dataset, loaded,
                                                                                     "train_unlabeled").cases
             check_not_test(loaded, training, stage="pre-training")

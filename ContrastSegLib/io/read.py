@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ContrastSegError
-from .volume import Volume, check_image, check_label
+from .volume import Volume, check_image, check_label, non_finite_error
 
 FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 FORMAT_HINT = "a complete .nii/.nii.gz/.nrrd/.mha/.mhd file or a folder holding one DICOM series"
@@ -117,9 +117,7 @@ def _check_nifti_voxels(path: Path) -> None:
             f"{path}: the NIfTI file is truncated before its last voxel; export it again as {FORMAT_HINT}"
         )
     if bad:
-        raise ContrastSegError(
-            f"{path}: {bad} voxels are NaN or Inf; replace them (e.g. with the background value) and retry"
-        )
+        raise non_finite_error(str(path), bad)
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:

@@ -70,11 +70,14 @@ def check_image(volume: Volume) -> Volume:
             "ContrastSeg needs a 3-D stack with at least 2 slices along every axis"
         )
     if np.issubdtype(volume.array.dtype, np.floating) and not np.isfinite(volume.array).all():
-        bad = int((~np.isfinite(volume.array)).sum())
-        raise ContrastSegError(
-            f"{volume.name}: {bad} voxels are NaN or Inf; replace them (e.g. with the background value) and retry"
-        )
+        raise non_finite_error(volume.name, int((~np.isfinite(volume.array)).sum()))
     return volume
+
+
+def non_finite_error(name: str, count: int) -> ContrastSegError:
+    """The one message for an image holding NaN or Inf voxels."""
+    return ContrastSegError(f"{name}: {count} voxels are NaN or Inf; replace them (e.g. with the background value) "
+                            "and retry")
 
 
 def check_label(label: Volume, image: Volume | None = None, allowed: set[int] | None = None) -> Volume:

@@ -1,5 +1,5 @@
 # make demo   — create .venv, install, run `contrastseg demo` on the embedded phantoms
-# make test   — create .venv if needed, install, run the test suite (what .ci/run runs)
+# make test   — create .venv if needed, install (with slicer-core), run the test suite (what .ci/run runs)
 # make bench  — the foundation benchmark (cpu profile)
 #
 # TORCH pins the PyTorch build installed first. torch==2.13.0 is a CPU build where that wheel is the local one;
@@ -11,6 +11,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.contrastseg-installed
+SLICER_STAMP := $(VENV)/.contrastseg-slicer-installed
 
 .PHONY: install demo test bench clean
 
@@ -21,12 +22,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# The tests also need slicer-core (Slicer's MRML without Qt, ~1 GB) for the Slicer module's logic.
+$(SLICER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,slicer]"
+	touch $(SLICER_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/contrastseg demo --out demo_output --overwrite
 
-test: $(STAMP)
+test: $(SLICER_STAMP)
 	$(PY) -m pytest Testing -q
 
 bench: $(STAMP)

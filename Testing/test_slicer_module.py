@@ -1,0 +1,126 @@
+"""Static checks of the Slicer extension (no real Slicer here): the module file imports under slicer-core with only
+its Qt part unavailable, every widget the code uses exists in the .ui, CMake lists every file, the catalog entry
+is complete; plus the Qt-free dependency and memory decisions."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from slicer_scene import MODULE_DIR, new_scene, slicer
+
+from ContrastSegLogic import ContrastSegWorkflow, SceneInputError
+from ContrastSegLogic import dependencies
+from ContrastSegLogic.memory import GIB, plan_device, training_memory_bytes
+
+ROOT = MODULE_DIR.parent
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "ContrastSeg.ui"
+MODULE_FILE = MODULE_DIR / "ContrastSeg.py"
+
+
+def ui_widgets() -> dict[str, str]:
+    return {w.get("name"): w.get("class") for w in ET.parse(UI_FILE).getroot().iter("widget")}
+
+
+def test_module_imports_under_slicer_core_and_its_logic_works(monkeypatch):
+    monkeypatch.setattr(slicer.util, "pip_install", lambda *a, **k: pytest.fail("nothing is installed at import"),
+                        raising=False)
+    module = importlib.import_module("ContrastSeg")
+    assert module.qt is None  # the Qt part is the only part missing here
+    assert {"ContrastSeg", "ContrastSegWidget", "ContrastSegLogic", "ContrastSegTest"} <= set(vars(module))
+    scene = new_scene()
+    logic = module.ContrastSegLogic(scene)
+    assert isinstance(logic, ContrastSegWorkflow) and logic.scene is scene
+    assert logic.ensure_dependencies() == []  # outside Slicer nothing is installed
+    assert "def runTest" in MODULE_FILE.read_text()
+
+
+def test_every_widget_the_module_uses_is_in_the_ui_file():
+    widgets = ui_widgets()
+    code = MODULE_FILE.read_text()
+    used = set(re.findall(r"\bui\.(\w+)", code))
+    assert len(used) > 30
+    missing = sorted(used - set(widgets))
+    assert not missing, f"{UI_FILE.name} lacks {missing}"
+    names = [w.get("name") for w in ET.parse(UI_FILE).getroot().iter("widget")]
+    assert len(names) == len(set(names)), "widget names must be unique"
+
+
+def test_every_mrml_widget_gets_the_scene():
+    root = ET.parse(UI_FILE).getroot()
+    connected = {c.findtext("receiver") for c in root.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+                 and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {name for name, cls in ui_widgets().items() if cls.startswith("qMRML") and cls != "qMRMLWidget"}
+    assert mrml and mrml == connected
+    custom = {c.findtext("class") for c in root.iter("customwidget")}
+    assert {cls for cls in ui_widgets().values() if not cls.startswith("Q")} <= custom
+
+
+def test_cmake_lists_every_module_file_and_resource():
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    listed = set(re.findall(r"^\s+(\S+\.(?:py|ui|png))\s*$", cmake.replace("${MODULE_NAME}", "ContrastSeg"), re.M))
+    present = {str(p.relative_to(MODULE_DIR)) for p in MODULE_DIR.rglob("*")
+               if p.suffix in (".py", ".ui", ".png") and "__pycache__" not in p.parts}
+    assert listed == present
+    assert "WITH_GENERIC_TESTS" in cmake and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake
+
+
+def test_extension_cmake_and_catalog_entry():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for required in ("project(ContrastSeg)", 'set(EXTENSION_CATEGORY "Segmentation")', 'set(EXTENSION_DEPENDS "PyTorch")',
+                     "EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
+                     "EXTENSION_SCREENSHOTURLS", "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                     "add_subdirectory(ContrastSeg)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                     "include(${Slicer_EXTENSION_CPACK})", "ContrastSegLib/*.py"):
+        assert required in cmake, required
+    for url in re.findall(r"raw\.githubusercontent\.com/[^/]+/[^/]+/main/(\S+?)\"", cmake):
+        assert (ROOT / url).is_file(), url  # icon and screenshot are in the repository
+    entry = json.loads((ROOT / "ContrastSeg.json").read_text())
+    assert entry["build_dependencies"] == ["PyTorch"] and entry["category"] == "Segmentation"
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    assert entry["scm_url"].split("/")[-1].startswith("Slicer") and {"scm_revision", "tier"} <= set(entry)
+    assert (ROOT / "LICENSE").read_text().startswith("BSD 3-Clause")
+    assert (MODULE_DIR / "Resources/Icons/ContrastSeg.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dependencies_are_installed_without_touching_slicers_own_packages(tmp_path):
+    installed: list[str] = []
+    missing = dependencies.missing_packages(lambda name: None if name in ("monai", "tqdm") else object())
+    assert missing == ["monai>=1.3", "tqdm>=4.60"]
+    pins = dependencies.protection_constraints(lambda name: {"numpy": "1.26.4", "torch": "2.5.1"}.get(name) or
+                                               (_ for _ in ()).throw(dependencies.importlib.metadata.PackageNotFoundError()))
+    assert pins == ["numpy==1.26.4", "torch==2.5.1"]
+    arguments = dependencies.pip_arguments(missing, "/tmp/c.txt")
+    assert arguments == '"monai>=1.3" "tqdm>=4.60" --constraint "/tmp/c.txt"'
+    assert not any(p in arguments for p in ("numpy", "SimpleITK", "torch"))
+
+    def pip_install(text):
+        constraints = re.search(r'--constraint "([^"]+)"', text).group(1)
+        installed.append(Path(constraints).read_text())
+
+    dependencies.ensure_dependencies(pip_install, install_torch=lambda: True, torch_available=lambda: True)
+    assert all("==" in line for text in installed for line in text.split())  # only pins in the constraints file
+    with pytest.raises(RuntimeError, match="needs PyTorch"):
+        dependencies.ensure_dependencies(pip_install, install_torch=lambda: False, torch_available=lambda: False)
+
+
+def test_device_plan_falls_back_to_cpu_with_a_reason():
+    need = training_memory_bytes(16, 128, (16, 32, 64, 128, 128, 128))
+    assert 1 * GIB < need < 4 * GIB
+    assert plan_device("auto", need, lambda: 20 * GIB, lambda: 64 * GIB).device == "cuda"
+    assert plan_device("cuda:1", need, lambda: 20 * GIB, lambda: 64 * GIB).device == "cuda:1"
+    short = plan_device("auto", need, lambda: need // 4, lambda: 64 * GIB)
+    assert short.device == "cpu" and "GiB free" in short.message and "CPU" in short.message
+    absent = plan_device("cuda", need, lambda: None, lambda: 64 * GIB)
+    assert absent.device == "cpu" and "no CUDA GPU" in absent.message
+    assert plan_device("auto", need, lambda: None, lambda: 64 * GIB) == plan_device("cpu", need, lambda: None,
+                                                                                      lambda: 64 * GIB)
+    with pytest.raises(SceneInputError, match="lower the batch size"):
+        plan_device("cpu", need, lambda: None, lambda: need // 2)
+    assert plan_device("cpu", need, lambda: None, lambda: None).device == "cpu"  # unknown RAM: not checked

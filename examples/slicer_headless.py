@@ -1,0 +1,61 @@
+"""Fine-tune ContrastSeg on labeled scans and segment others, from a script, without the GUI.
+
+In Slicer (with the extension installed):
+    Slicer --no-splash --no-main-window --python-script examples/slicer_headless.py \
+        --labeled scan1.nrrd scan1.seg.nrrd --labeled scan2.nrrd scan2.seg.nrrd \
+        --segment scan3.nrrd scan4.nrrd --pretrained pretrained.pt --out results/
+Or with plain Python and the ``slicer-core`` wheel (``pip install slicer-core``), from a source checkout:
+    python examples/slicer_headless.py --labeled ... --segment ... --out results/
+
+Writes ``results/model.pt`` and one ``<scan> ContrastSeg.seg.nrrd`` per segmented scan (segment names and colours from
+the labeled segmentations). Labels may be ``.seg.nrrd`` files or label maps.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    from ContrastSeg import ContrastSegLogic
+except ImportError:  # plain Python from a source checkout: the module folder is beside this one
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ContrastSeg"))
+    from ContrastSeg import ContrastSegLogic
+
+from ContrastSegLogic import FinetuneSettings
+from ContrastSegLogic.headless import ensure_scene
+from ContrastSegLogic.scene_io import read_scalar_volume, read_segmentation_file, write_segmentation_file
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--labeled", nargs=2, action="append", required=True, metavar=("IMAGE", "LABELS"))
+    parser.add_argument("--segment", nargs="+", required=True, metavar="IMAGE")
+    parser.add_argument("--pretrained", help="checkpoint from contrastseg pretrain (optional)")
+    parser.add_argument("--iterations", type=int, default=FinetuneSettings.iterations)
+    parser.add_argument("--crop-size", type=int, default=FinetuneSettings.crop_size)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    scene = ensure_scene()
+    logic = ContrastSegLogic(scene)
+    labeled = []
+    for image, labels in args.labeled:
+        volume = read_scalar_volume(scene, image, Path(image).name.split(".")[0])
+        labeled.append((volume, read_segmentation_file(scene, labels)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = FinetuneSettings(iterations=args.iterations, crop_size=args.crop_size, device=args.device)
+    model = logic.finetune(labeled, pretrained=args.pretrained, settings=settings,
+                           model_path=str(args.out / "model.pt"), wait=True,
+                           on_event=lambda job, event: print(job.progress.text(), flush=True)
+                           if event.get("event") == "progress" else None)
+    print(f"model: {model}")
+    for image in args.segment:
+        volume = read_scalar_volume(scene, image, Path(image).name.split(".")[0])
+        result = logic.segment(volume, model, device=args.device)
+        print(f"wrote {write_segmentation_file(result, args.out / (result.GetName() + '.seg.nrrd'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))  # also ends a headless Slicer

@@ -17,20 +17,15 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .benchmark.pipeline import (RunSettings, finetune_method, predict_cases, pretrain_stage, pretraining_steps,
+                                 score_cases)
 from .data.discovery import discover
 from .data.phantom import LABEL_NAMES, write_phantom_dataset
 from .data.splits import make_split, save_split
-from .evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, format_table, structure_metrics, summarise, write_rows
-from .evaluation.report import pick_overlay_slice, save_overlay_png
-from .inference.predict_job import run_predict
-from .io import atomic_path, read_image, read_label
+from .evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, format_table, summarise, write_rows
+from .io import atomic_path
 from .preprocess import PreprocessConfig
-from .training.finetune import FinetuneConfig
-from .training.finetune_job import run_finetune
 from .training.methods import Method, parse_method
-from .training.pretrain import PretrainConfig
-from .training.pretrain_job import run_pretrain
-from .training.progress import ProgressReporter
 
 
 @dataclass(frozen=True)
@@ -87,49 +82,32 @@ def _train(method: Method, data: Path, staging: Path, config: DemoConfig, pool: 
     """Pre-train on the ``pool`` training volumes (stages shared between methods run once) and fine-tune; returns
     the checkpoint."""
     preprocess = PreprocessConfig(target_spacing=config.spacing, crop_size=config.crop_size)
-    init, chain = None, ""
-    for stage, strategy in method.pretraining:
-        step = "SLC" if stage == "supervised-local" else strategy
-        chain = f"{chain}+{step}" if chain else step
-        path = staging / "pretrained" / f"{chain}.pt"
+    settings = _run_settings(config, pool)
+    split, init = staging / "split.json", None
+    for step in pretraining_steps(method):
+        path = staging / "pretrained" / f"{step.chain}.pt"
         if not path.exists():
-            stage_config = PretrainConfig(stage=stage, strategy=strategy, iterations=config.pretrain_iterations,
-                                          volumes_per_batch=min(4, pool), seed=config.seed, device=config.device,
-                                          precision=config.precision, channels_last=config.channels_last)
-            run_pretrain([] if stage == "supervised-local" else [data], path, stage_config,
-                         preprocess if init is None else None, init=init, split=staging / "split.json",
-                         reporter=ProgressReporter(f"pretrain-{stage}", config.pretrain_iterations),
-                         labeled=data if stage == "supervised-local" else None)
+            pretrain_stage(step, data, split, path, preprocess if init is None else None, init, settings)
         init = path
-    finetune_config = FinetuneConfig(iterations=config.iterations, seed=config.seed, device=config.device,
-                                     precision=config.precision, channels_last=config.channels_last,
-                                     mixup=method.mixup, self_training_rounds=int(method.self_training))
-    model, _ = run_finetune(data, staging / "models" / f"{method.name}.pt", finetune_config,
-                            preprocess if init is None else None, split=staging / "split.json", init=init,
-                            reporter=ProgressReporter("finetune", config.iterations))
+    model, _ = finetune_method(method, data, split, staging / "models" / f"{method.name}.pt",
+                               preprocess if init is None else None, init, settings)
     return model
 
 
 def _evaluate(name: str, model: Path, test_cases, staging: Path, config: DemoConfig, colors) -> list[dict]:
     """Predict the test volumes with ``model``; per-structure rows, and one overlay PNG per volume."""
+    structures = {v: n for v, n in LABEL_NAMES.items() if v}
     predictions = staging / "predictions" / name
-    run_predict(model, [c.image for c in test_cases], predictions, device=config.device,
-                precision=config.precision, reporter=ProgressReporter("predict", len(test_cases)),
-                channels_last=config.channels_last)
-    rows = []
-    for case in test_cases:
-        image = read_image(case.image)
-        reference = read_label(case.label, image=image)
-        prediction = read_label(predictions / f"{case.id}_seg.nii.gz", image=image)
-        structures = {v: n for v, n in LABEL_NAMES.items() if v}
-        rows += [{"method": name, "case": case.id, **row} for row in structure_metrics(prediction, reference,
-                                                                                        structures)]
-        index = pick_overlay_slice(reference.array)
-        save_overlay_png(image.array[index], reference.array[index], prediction.array[index],
-                         staging / "overlays" / name / f"{case.id}.png", colors=colors,
-                         title=f"{name}: {case.id}, slice {index} — image | reference | prediction",
-                         pixel_spacing=image.spacing[1::-1])
-    return rows
+    predict_cases(model, test_cases, predictions, _run_settings(config, pool=1))
+    rows = score_cases(test_cases, predictions, structures, overlays=staging / "overlays" / name, colors=colors,
+                       title=f"{name}: ")
+    return [{"method": name, **row} for row in rows]
+
+
+def _run_settings(config: DemoConfig, pool: int) -> RunSettings:
+    return RunSettings(pretrain_iterations=config.pretrain_iterations, finetune_iterations=config.iterations,
+                       seed=config.seed, volumes_per_batch=min(4, pool), device=config.device,
+                       precision=config.precision, channels_last=config.channels_last)
 
 
 def _report(config: DemoConfig, split, seconds: dict[str, float], tables: str) -> str:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 
 from test_contrastive_losses import naive_global_contrastive, naive_local_contrastive  # noqa: E402
 
+from ContrastSegLib.benchmark.kernel_cost import tag_ids  # noqa: E402
 from ContrastSegLib.losses import global_contrastive_loss, local_contrastive_loss  # noqa: E402
 from timing import interleaved_medians, synchronize, machine_description  # noqa: E402
 
@@ -51,8 +52,7 @@ class Case:
 
 def batch_ids(device: torch.device, views: int) -> tuple[torch.Tensor, ...]:
     """Image, volume and partition ids of VOLUMES × PARTITIONS slices, each repeated ``views`` times."""
-    slices = torch.arange(VOLUMES * PARTITIONS, device=device)
-    return slices.repeat(views), (slices // PARTITIONS).repeat(views), (slices % PARTITIONS).repeat(views)
+    return tag_ids(VOLUMES, PARTITIONS, views, device)
 
 
 def make_cases(device: torch.device, side: int, channels: int) -> list[Case]:

@@ -10,38 +10,30 @@ See ``benchmarks/README.md`` for what each ratio means.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
+from ContrastSegLib.benchmark.workloads import (
+    fixed_batch, fresh_predictor, paper_unet, phantom_volumes, prediction_volume,
+)
 from ContrastSegLib.data.discovery import discover
-from ContrastSegLib.data.labels import LabelSet
-from ContrastSegLib.data.phantom import LABEL_COLORS, LABEL_NAMES, make_phantom, write_phantom_dataset
+from ContrastSegLib.data.phantom import LABEL_NAMES, write_phantom_dataset
 from ContrastSegLib.data.splits import make_split, save_split
 from ContrastSegLib.evaluation import structure_metrics, summarise
 from ContrastSegLib.inference.predictor import Predictor
 from ContrastSegLib.inference.slices import slice_probabilities
-from ContrastSegLib.io import Volume, read_image, read_label, write_volume
-from ContrastSegLib.models import UNet2D, UNetConfig
+from ContrastSegLib.io import read_image, read_label, write_volume
 from ContrastSegLib.preprocess import PreprocessConfig, preprocess_volume
-from ContrastSegLib.preprocess.geometry import resample_planes
 from ContrastSegLib.sampling import LabeledSliceBank
-from ContrastSegLib.training import Checkpoint, ExecutionPlan, ProgressReporter, plan_execution, save_checkpoint
+from ContrastSegLib.training import ProgressReporter, plan_execution
 from ContrastSegLib.training.finetune import BatchPipeline, FinetuneConfig, TrainingStep
 from ContrastSegLib.training.finetune_job import run_finetune
-from timing import interleaved_medians
+from timing import interleaved_medians, machine_with_plans, repeat
 
 NUM_CLASSES = len(LABEL_NAMES)
-CLASS_VALUES = tuple(sorted(LABEL_NAMES))
 TARGET_PIPELINE_RATIO = 0.90
 TARGET_PREDICTION_RATIO = 0.70
 TARGET_PRECISION_SPEEDUP = 2.5
@@ -90,64 +82,15 @@ def markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def machine_description(device: str) -> str:
-    """CPU model, cores, torch version and the automatic execution plan."""
-    cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore") if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    flags = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpuinfo]
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"CPU {model} ({', '.join(flags) or 'no native bf16'}), {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} torch threads{gpu}; torch {torch.__version__}, Python "
-            f"{platform.python_version()}; plan auto: {plan_execution(device, 'auto').describe()}, "
-            f"plan fp32: {plan_execution(device, 'fp32').describe()}")
-
-
-def paper_unet(plan: ExecutionPlan, seed: int) -> UNet2D:
-    """A freshly initialised paper UNet (16-32-64-128-128-128, 4 classes), in training mode, laid out for ``plan``."""
-    torch.manual_seed(seed)
-    model = UNet2D(UNetConfig(num_classes=NUM_CLASSES)).to(plan.device).train()
-    if plan.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def phantom_slice_bank(profile: Profile, device: torch.device, count: int = 4) -> LabeledSliceBank:
-    """Labeled slices of ``count`` phantoms preprocessed at 1 mm into ``profile.crop`` squares."""
-    config = PreprocessConfig(target_spacing=1.0, crop_size=profile.crop)
-    prepared = []
-    for index in range(count):
-        image, label = make_phantom(index, profile.seed)
-        prepared.append(preprocess_volume(image, config, label, CLASS_VALUES))
-    return LabeledSliceBank(prepared, device)
-
-
-def fixed_batch(profile: Profile, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ready batch: random images (B, 1, P, P) and one-hot targets (B, C, P, P)."""
-    generator = torch.Generator().manual_seed(profile.seed)
-    images = torch.rand(profile.batch, 1, profile.crop, profile.crop, generator=generator)
-    labels = torch.randint(NUM_CLASSES, (profile.batch, profile.crop, profile.crop), generator=generator)
-    targets = F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
-    return images.to(device), targets.to(device)
-
-
-def repeat(steps: int, run: Callable[[], object]) -> Callable[[], None]:
-    """``run`` called ``steps`` times in a row, as one timed unit."""
-    def repeated() -> None:
-        for _ in range(steps):
-            run()
-    return repeated
-
-
 def bench_training_pipeline(profile: Profile, device: str) -> str:
     """Table 1: images/s of BatchPipeline + TrainingStep vs TrainingStep on one fixed batch (with and without mixup)."""
     plan = plan_execution(device, "auto")
     step = TrainingStep(paper_unet(plan, profile.seed), plan, learning_rate=1e-3)
-    bank = phantom_slice_bank(profile, plan.device)
+    bank = LabeledSliceBank(phantom_volumes(4, profile.crop, profile.seed), plan.device)
     config = FinetuneConfig(batch_size=profile.batch, seed=profile.seed)
     plain = BatchPipeline(bank, NUM_CLASSES, config, plan.device)
     mixed = BatchPipeline(bank, NUM_CLASSES, FinetuneConfig(**{**config.to_json(), "mixup": True}), plan.device)
-    batch = fixed_batch(profile, plan.device)
+    batch = fixed_batch(profile.batch, profile.crop, profile.seed, plan.device)
     variants = {
         "model-only": repeat(profile.steps_per_round, lambda: step(*batch)),
         "pipeline": repeat(profile.steps_per_round, lambda: step(*plain.next_batch())),
@@ -167,42 +110,11 @@ def bench_training_pipeline(profile: Profile, device: str) -> str:
     return markdown_table(title, header, rows)
 
 
-def prediction_volume(profile: Profile, shape_ji: tuple[int, int] = (256, 256), pixel_mm: float = 1.0) -> Volume:
-    """Phantom 0 resampled to ``pixel_mm`` in plane, stretched to ``profile.predict_slices`` slices of 8 mm and
-    centred on a ``shape_ji`` grid of zeros."""
-    image, _ = make_phantom(0, profile.seed)
-    rows, cols = (round(n * s / pixel_mm) for n, s in zip(image.array.shape[1:], image.spacing[1::-1]))
-    plane = resample_planes(torch.from_numpy(image.array).unsqueeze(1), (rows, cols))[:, 0].numpy()
-    picks = np.linspace(0, plane.shape[0] - 1, profile.predict_slices).round().astype(int)
-    array = np.zeros((profile.predict_slices,) + shape_ji, dtype=np.float32)
-    top, left = (shape_ji[0] - rows) // 2, (shape_ji[1] - cols) // 2
-    array[:, top:top + rows, left:left + cols] = plane[picks]
-    return Volume(array, (pixel_mm, pixel_mm, 8.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0),
-                  source="prediction phantom")
-
-
-def fresh_predictor(profile: Profile, device: str, folder: Path) -> Predictor:
-    """A Predictor loaded from a checkpoint of a freshly initialised paper UNet with fine-tuning metadata."""
-    plan = plan_execution(device, "auto")
-    torch.manual_seed(profile.seed)
-    model = UNet2D(UNetConfig(num_classes=NUM_CLASSES))
-    metadata = {
-        "stage": "finetune",
-        "architecture": model.config.to_json(),
-        "labels": LabelSet.build(CLASS_VALUES, LABEL_NAMES, LABEL_COLORS).to_json(),
-        "preprocessing": PreprocessConfig(target_spacing=1.5, crop_size=profile.crop).to_json(),
-        "config": FinetuneConfig(batch_size=profile.batch).to_json(),
-        "step": 0,
-    }
-    path = save_checkpoint(Checkpoint(model.state_dict(), metadata), folder / "fresh.pt")
-    return Predictor.from_file(path, plan=plan)
-
-
 def bench_prediction(profile: Profile, device: str) -> str:
     """Table 2: seconds of Predictor.predict vs slice_probabilities on the already preprocessed slices."""
-    volume = prediction_volume(profile)
+    volume = prediction_volume(profile.predict_slices, profile.seed)
     with tempfile.TemporaryDirectory() as folder:
-        predictor = fresh_predictor(profile, device, Path(folder))
+        predictor = fresh_predictor(profile.crop, profile.batch, device, Path(folder), profile.seed)
         prepared = preprocess_volume(volume, predictor.preprocess_config)
         source, target = Path(folder) / "volume.nii.gz", Path(folder) / "volume_seg.nii.gz"
         write_volume(volume, source)
@@ -232,7 +144,7 @@ def bench_prediction(profile: Profile, device: str) -> str:
 
 def precision_speed(profile: Profile, device: str) -> dict[str, float]:
     """Images/s of one training step under the "auto" and the "fp32" plan, timed interleaved."""
-    batch = fixed_batch(profile, plan_execution(device, "fp32").device)
+    batch = fixed_batch(profile.batch, profile.crop, profile.seed, plan_execution(device, "fp32").device)
     variants = {}
     for precision in ("auto", "fp32"):
         plan = plan_execution(device, precision)
@@ -305,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     start = time.perf_counter()
-    sections = [f"## bench_foundation, profile {args.profile}", "", machine_description(args.device)]
+    sections = [f"## bench_foundation, profile {args.profile}", "", machine_with_plans(args.device)]
     print("\n".join(sections), flush=True)
     for bench in (bench_training_pipeline, bench_prediction, bench_precision):
         table = bench(profile, args.device)

@@ -26,10 +26,7 @@ the two "exact" calls at S = 128, 3 for the two "dense" calls at S = 40).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import resource
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,68 +34,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import interleaved_medians, synchronize, machine_description  # noqa: E402
+from timing import interleaved_medians, machine_description  # noqa: E402
 
-from ContrastSegLib.losses import supervised_local_contrastive_loss  # noqa: E402
+from ContrastSegLib.benchmark.supervised_local_cost import (  # noqa: E402
+    BATCH, CHANNELS, FOREGROUND, TEMPERATURE, forward_backward, make_inputs, measure_memory,
+)
 
-BATCH, CHANNELS, FOREGROUND, TEMPERATURE = 16, 64, 0.4, 0.1
 MODES = ("dense", "exact", "stride", "block")
 SIZES = {"full": ((24, 32, 40), 128), "quick": ((16, 20), 48)}  # (sizes with "dense", target size)
 BUDGET = 8 * 2 ** 30
-
-
-def make_inputs(side: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(side)
-    features = torch.randn(BATCH, CHANNELS, side, side, generator=generator)
-    foreground = torch.rand(BATCH, side, side, generator=generator) < FOREGROUND
-    labels = torch.where(foreground, torch.randint(1, 4, (BATCH, side, side), generator=generator), 0)
-    return features.to(device).requires_grad_(True), labels.to(device)
-
-
-def forward_backward(features: torch.Tensor, labels: torch.Tensor, mode: str) -> float:
-    features.grad = None
-    loss = supervised_local_contrastive_loss(features, labels, TEMPERATURE, mode)
-    loss.backward()
-    return loss.item()
-
-
-def peak_bytes(device: torch.device) -> int:
-    """CUDA: peak allocated bytes. CPU: peak resident set of this process, VmHWM of /proc/self/status where it
-    exists (Linux), else ru_maxrss: after a fork (or vfork) and exec, ru_maxrss starts at the parent's peak, which
-    would hide the growth of a worker started by a large parent."""
-    if device.type == "cuda":
-        synchronize(device)
-        return torch.cuda.max_memory_allocated(device)
-    status = Path("/proc/self/status")
-    if status.exists():
-        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) * 1024
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def worker(mode: str, side: int, device: torch.device) -> None:
-    """One fresh process: a warm-up call on a 16 × 64 × 8 × 8 input, then one measured call; prints a JSON line."""
-    forward_backward(*make_inputs(8, device), mode)
-    cuda = device.type == "cuda"
-    before_inputs = torch.cuda.memory_allocated(device) if cuda else peak_bytes(device)
-    features, labels = make_inputs(side, device)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    with_inputs = torch.cuda.memory_allocated(device) if cuda else peak_bytes(device)
-    value = forward_backward(features, labels, mode)
-    after = peak_bytes(device)
-    print(json.dumps({"value": value, "call": after - with_inputs, "total": after - before_inputs}))
-
-
-def measure_memory(mode: str, side: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, str(side), "--device", args.device,
-               "--threads", str(args.threads)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"memory worker {mode} S = {side} failed with exit code {result.returncode}:\n"
-                           f"{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def mib(value: float) -> str:
@@ -118,7 +62,7 @@ def run_size(side: int, modes: tuple[str, ...], warmup: int, rounds: int, args: 
     seconds = interleaved_medians({mode: variant(mode) for mode in modes}, warmup, rounds, device)
     rows = []
     for mode in modes:
-        memory = measure_memory(mode, side, args)
+        memory = measure_memory(mode, side, args.device, args.threads)
         rows.append({"side": side, "mode": mode, "value": values[mode], "seconds": seconds[mode], **memory})
         print(f"  measured S = {side} {mode}: {seconds[mode]:.3f} s, {mib(memory['call'])} MiB", file=sys.stderr,
               flush=True)
@@ -132,16 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads, 0 for torch's default (default 1: on a shared machine every "
                              "parallel region of a second thread can wait a whole time slice for a busy core)")
-    parser.add_argument("--worker", nargs=2, metavar=("MODE", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     args.device = device.type
-    if args.worker:
-        worker(args.worker[0], int(args.worker[1]), device)
-        return
 
     profile = "quick" if args.quick else "full"
     dense_sizes, target = SIZES[profile]

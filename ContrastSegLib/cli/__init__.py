@@ -13,13 +13,13 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import ContrastSegError
-from . import (data_commands, demo_command, evaluate_command, finetune_command, info_command, predict_command,
-               pretrain_command)
+from . import (benchmark_command, data_commands, demo_command, evaluate_command, finetune_command, info_command,
+               predict_command, pretrain_command)
 
 REGISTRARS = (data_commands.register_phantom, data_commands.register_split, pretrain_command.register,
               finetune_command.register,
               predict_command.register, evaluate_command.register, info_command.register,
-              demo_command.register)
+              demo_command.register, benchmark_command.register)
 
 
 def build_parser() -> argparse.ArgumentParser:

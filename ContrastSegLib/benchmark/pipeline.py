@@ -1,0 +1,130 @@
+"""One method's chain from files to scores, shared by ``contrastseg demo`` and ``contrastseg benchmark``:
+pre-training stages (each a checkpoint the caller may reuse) -> fine-tuning -> prediction of held-out volumes ->
+Dice / HD95 rows, with an optional overlay PNG per volume.
+
+Every stage goes through the library's job functions (``run_pretrain``, ``run_finetune``, ``run_predict``), which
+refuse a split's test cases; this module only chooses their arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..data.discovery import Case
+from ..evaluation import structure_metrics
+from ..evaluation.report import pick_overlay_slice, save_overlay_png
+from ..inference.predict_job import run_predict
+from ..io import read_image, read_label
+from ..io.read import case_stem
+from ..models import UNetConfig
+from ..preprocess import PreprocessConfig
+from ..training.finetune import FinetuneConfig, FinetuneResult
+from ..training.finetune_job import run_finetune
+from ..training.methods import SUPERVISED_LOCAL, Method
+from ..training.pretrain import PretrainConfig
+from ..training.pretrain_job import run_pretrain
+from ..training.progress import ProgressReporter
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Sizes and execution of every stage of one chain; ``seed`` seeds pre-training and fine-tuning alike."""
+
+    pretrain_iterations: int
+    finetune_iterations: int
+    seed: int = 0
+    batch_size: int = 16
+    volumes_per_batch: int = 4
+    channels: tuple[int, ...] = UNetConfig().channels
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: str = "auto"
+
+
+@dataclass(frozen=True)
+class PretrainStep:
+    """One pre-training stage of a method; ``chain`` names the stages up to and including it, e.g. "GD+LR"."""
+
+    stage: str
+    strategy: str
+    chain: str
+
+    @property
+    def supervised(self) -> bool:
+        """The supervised-local stage reads the labeled training volumes, so its weights depend on them."""
+        return self.stage == "supervised-local"
+
+
+def pretraining_steps(method: Method) -> list[PretrainStep]:
+    """The stages of ``method`` in order: "GD+SLC" -> [global GD (chain "GD"), supervised-local (chain "GD+SLC")]."""
+    steps, chain = [], ""
+    for stage, strategy in method.pretraining:
+        name = SUPERVISED_LOCAL[1] if stage == "supervised-local" else strategy
+        chain = f"{chain}+{name}" if chain else name
+        steps.append(PretrainStep(stage, strategy, chain))
+    return steps
+
+
+def pretrain_stage(step: PretrainStep, data: Path, split: Path, out: Path, preprocess: PreprocessConfig | None,
+                   init: Path | None, settings: RunSettings) -> Path:
+    """Run one stage into the checkpoint ``out`` on the split's training volumes (labels unused, except by the
+    supervised-local stage, which reads the split's train_labeled cases). ``preprocess`` None: the ``init``
+    checkpoint's. An interrupted stage resumes from its hidden resume file."""
+    config = PretrainConfig(stage=step.stage, strategy=step.strategy, iterations=settings.pretrain_iterations,
+                            volumes_per_batch=settings.volumes_per_batch, seed=settings.seed, device=settings.device,
+                            precision=settings.precision, channels_last=settings.channels_last)
+    path, _ = run_pretrain([] if step.supervised else [data], out, config, preprocess, channels=settings.channels,
+                           init=init, split=split, labeled=data if step.supervised else None,
+                           reporter=ProgressReporter(f"pretrain-{step.stage}", settings.pretrain_iterations))
+    return path
+
+
+def finetune_method(method: Method, data: Path, split: Path, out: Path, preprocess: PreprocessConfig | None,
+                    init: Path | None, settings: RunSettings) -> tuple[Path, FinetuneResult]:
+    """Fine-tune on the split's train_labeled cases (Mixup / self-training as ``method`` says; self-training
+    pseudo-labels the split's train_unlabeled cases) into the checkpoint ``out``."""
+    config = FinetuneConfig(iterations=settings.finetune_iterations, batch_size=settings.batch_size,
+                            seed=settings.seed, device=settings.device, precision=settings.precision,
+                            channels_last=settings.channels_last, mixup=method.mixup,
+                            self_training_rounds=int(method.self_training))
+    return run_finetune(data, out, config, preprocess, channels=settings.channels, split=split, init=init,
+                        reporter=ProgressReporter("finetune", settings.finetune_iterations))
+
+
+def predict_cases(model: Path, test_cases: Sequence[Case], predictions: Path, settings: RunSettings) -> None:
+    """Predict ``test_cases`` into the new folder ``predictions`` (``<image name>_seg.nii.gz`` on each image's grid)."""
+    run_predict(model, [c.image for c in test_cases], predictions, device=settings.device,
+                precision=settings.precision, reporter=ProgressReporter("predict", len(test_cases)),
+                channels_last=settings.channels_last, channel=_common_channel(test_cases))
+
+
+def score_cases(test_cases: Sequence[Case], predictions: Path, structures: dict[int, str],
+                overlays: Path | None = None, overlay_count: int | None = None,
+                colors: dict[int, tuple[int, int, int]] | None = None, title: str = "") -> list[dict]:
+    """Score the predictions of :func:`predict_cases` against the references: rows ``{"case", "structure",
+    "label", "dice", "hd95_mm"}``, one per case and structure of ``structures`` {value: name}.
+
+    With ``overlays``, the first ``overlay_count`` cases (all when None) also get ``overlays/<case>.png``: the
+    slice with the most reference foreground, image | reference | prediction.
+    """
+    rows = []
+    for number, case in enumerate(test_cases):
+        image = read_image(case.image, channel=case.channel)
+        reference = read_label(case.label, image=image)
+        prediction = read_label(predictions / f"{case_stem(case.image)}_seg.nii.gz", image=image)
+        rows += [{"case": case.id, **row} for row in structure_metrics(prediction, reference, structures)]
+        if overlays is not None and (overlay_count is None or number < overlay_count):
+            index = pick_overlay_slice(reference.array)
+            save_overlay_png(image.array[index], reference.array[index], prediction.array[index],
+                             overlays / f"{case.id}.png", colors=colors,
+                             title=f"{title}{case.id}, slice {index} — image | reference | prediction",
+                             pixel_spacing=image.spacing[1::-1])
+    return rows
+
+
+def _common_channel(cases: Sequence[Case]) -> int | None:
+    """The modality index shared by all ``cases`` (prediction takes one for all inputs)."""
+    channels = {case.channel for case in cases}
+    return channels.pop() if len(channels) == 1 else None

@@ -1,0 +1,92 @@
+"""``contrastseg benchmark``: every method × |X_L| × seed on a dataset's fixed split -> results.csv, report.md and
+plots (see :mod:`ContrastSegLib.benchmark.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ..benchmark.cells import FULL
+from ..benchmark.datasets import dataset_names
+from ..benchmark.profiles import DEFAULT_METHODS, PROFILES
+from ..benchmark.runner import BenchmarkRequest, run_benchmark
+from .common import add_execution_options, positive_int
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "benchmark", help="compare pre-training methods at 1, 2, 8 ... labeled volumes over seeds, resumable",
+        description="For each seed, |X_L| and method: pre-train on the dataset's pool (labels unused), fine-tune on "
+                    "a seeded draw of |X_L| labeled pool volumes, predict the fixed test cases (never used for "
+                    "training) and score Dice / HD95. Finished cells are kept: running the same command again "
+                    "continues an interrupted run. Writes OUT/results.csv, OUT/report.md and OUT/plots/.")
+    parser.add_argument("--dataset", required=True, metavar="NAME",
+                        help=f"{dataset_names()} (fixed splits: ContrastSegLib/benchmark/splits/README.md)")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="your copy of acdc / msd-prostate / msd-hippocampus / mmwhs; for brain-offline the "
+                             "folder to build it in (default ~/.cache/contrastseg/brain-offline)")
+    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES),
+                        help="smoke: seconds, checks the machinery; cpu: two CPU cores, meaningful phantom / "
+                             "brain-offline tables; paper: the papers' sizes, for a GPU (default: smoke)")
+    parser.add_argument("--labeled", type=_counts, default=None, metavar="N,N,...",
+                        help="labeled volumes |X_L| (default: the profile's, 1 for smoke, 1,2,8 otherwise)")
+    parser.add_argument("--methods", type=_names, default=None, metavar="M,M,...",
+                        help="random, GR, GD-, GD, GD+LR, GD+LD, GD+SLC (supervised local), each optionally "
+                             f"+mixup / +self-training, and {FULL} (all labeled pool volumes) (default for cpu and "
+                             f"paper: {','.join(DEFAULT_METHODS)}; smoke: random,GD+LR)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="seeds 0..N-1 (default: smoke 1, cpu 3, paper 6)")
+    parser.add_argument("--out", required=True, type=Path, help="results folder; reused to resume")
+    parser.add_argument("--spacing", type=float, default=None,
+                        help="in-plane spacing in mm (default: the dataset's field of view / crop)")
+    parser.add_argument("--crop-size", type=int, default=None,
+                        help="crop side (default: the profile's; paper profile: the dataset's paper crop)")
+    parser.add_argument("--pretrain-iterations", type=positive_int, default=None, metavar="N",
+                        help="iterations of each pre-training stage (default: the profile's)")
+    parser.add_argument("--finetune-iterations", type=positive_int, default=None, metavar="N",
+                        help="fine-tuning iterations (default: the profile's)")
+    parser.add_argument("--performance", action=argparse.BooleanOptionalAction, default=None,
+                        help="add the Performance section to report.md (default: on for cpu and paper)")
+    add_execution_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(value) for value in text.split(",") if value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, e.g. 1,2,8; got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def run(args: argparse.Namespace) -> int:
+    request = BenchmarkRequest(
+        dataset=args.dataset, out=args.out, profile=args.profile, data=args.data, labeled=args.labeled,
+        methods=args.methods, seeds=args.seeds, spacing=args.spacing, crop=args.crop_size,
+        pretrain_iterations=args.pretrain_iterations, finetune_iterations=args.finetune_iterations,
+        device=args.device, precision=args.precision, channels_last=args.channels_last,
+        performance=args.performance, command=command_line(args))
+    run_benchmark(request)
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed when run from a shell, else the equivalent one rebuilt from the parsed options."""
+    if Path(sys.argv[0]).name in ("contrastseg", "__main__.py") and "benchmark" in sys.argv[1:]:
+        return shlex.join(["contrastseg"] + sys.argv[1:])
+    options = {"--dataset": args.dataset, "--data": args.data, "--profile": args.profile,
+               "--labeled": ",".join(map(str, args.labeled)) if args.labeled else None,
+               "--methods": ",".join(args.methods) if args.methods else None, "--seeds": args.seeds,
+               "--out": args.out, "--spacing": args.spacing, "--crop-size": args.crop_size,
+               "--pretrain-iterations": args.pretrain_iterations, "--finetune-iterations": args.finetune_iterations,
+               "--device": args.device, "--precision": args.precision, "--channels-last": args.channels_last}
+    words = ["contrastseg", "benchmark"] + [str(w) for key, value in options.items() if value is not None
+                                            for w in (key, value)]
+    if args.performance is not None:
+        words.append("--performance" if args.performance else "--no-performance")
+    return shlex.join(words)

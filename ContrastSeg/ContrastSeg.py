@@ -5,7 +5,6 @@ This file is the thin Slicer part (module description, Qt widget, module test). 
 ``ContrastSegLogic`` package beside it, and the machine learning in ``ContrastSegLib``; both run without Slicer's GUI.
 """
 
-import logging
 import os
 
 import slicer

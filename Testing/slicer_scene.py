@@ -23,7 +23,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip
 vtk = pytest.importorskip("vtk")
 
 
-from ContrastSegLogic.headless import new_scene  # noqa: E402  (after the module folder joined sys.path)
+from ContrastSegLogic.headless import new_scene  # noqa: E402,F401  (after the module folder joined sys.path)
 
 
 def ijk_to_ras(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), rotation_deg: float = 0.0):

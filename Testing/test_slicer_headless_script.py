@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slicer_scene import add_segmentation, new_scene, slicer
+from slicer_scene import add_segmentation, new_scene
 
 from ContrastSegLogic.scene_io import read_segmentation_file, read_scalar_volume, write_segmentation_file
 from ContrastSegLib.data.phantom import LABEL_NAMES, make_phantom

@@ -13,8 +13,7 @@ import pytest
 
 from slicer_scene import add_segmentation, add_volume, new_scene, segment_array, slicer, vtk
 
-from ContrastSegLogic import (ContrastSegWorkflow, FinetuneSettings, JobFailedError, PretrainSettings,
-                              SceneInputError)
+from ContrastSegLogic import ContrastSegWorkflow, FinetuneSettings, JobFailedError, PretrainSettings
 from ContrastSegLogic.scene_io import image_geometry, scene_node_ids
 from ContrastSegLib.data.phantom import LABEL_NAMES, make_phantom
 

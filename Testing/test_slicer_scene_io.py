@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from slicer_scene import add_segmentation, add_volume, ijk_to_ras, new_scene, segment_array, slicer, vtk
+from slicer_scene import add_segmentation, add_volume, ijk_to_ras, new_scene, segment_array, vtk
 
 from ContrastSegLogic import ContrastSegWorkflow, scene_io
 from ContrastSegLogic.classes import classes_from_labels, classes_of, segment_ids

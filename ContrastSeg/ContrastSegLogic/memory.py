@@ -43,7 +43,7 @@ def plan_device(requested: str, needed_bytes: int, gpu_free_bytes: Callable[[], 
         free = gpu_free_bytes()
         if free is None:
             if requested != "auto":
-                message = f"no CUDA GPU is available; running on the CPU instead (slower)"
+                message = "no CUDA GPU is available; running on the CPU instead (slower)"
         elif free >= needed_bytes:
             return DevicePlan("cuda" if requested == "auto" else requested)
         else:

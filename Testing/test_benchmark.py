@@ -107,7 +107,7 @@ def test_smoke_run_writes_one_row_per_cell_with_finite_scores(smoke):
 
 
 def test_report_tables_are_the_means_of_results_csv(smoke):
-    rows, report = read_results(smoke), (smoke / "report.md").read_text()
+    rows, report = read_results(smoke), (smoke / "report.md").read_text(encoding="utf-8")
     table = markdown_table(report, "Mean Dice")
     assert table[0] == ["method", "1 labeled"] and [line[0] for line in table[1:]] == list(SMOKE_METHODS)
     for method, cell in table[1:]:
@@ -125,7 +125,7 @@ def test_report_tables_are_the_means_of_results_csv(smoke):
 def test_plots_and_overlays_are_images(smoke):
     from matplotlib.image import imread
 
-    report = (smoke / "report.md").read_text()
+    report = (smoke / "report.md").read_text(encoding="utf-8")
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
     assert {"plots/dice_vs_labeled.png", "plots/dice_vs_labeled_per_structure.png"} <= set(pictures)
     assert any(p.startswith("cells/GD+LR/labeled1_seed0/") for p in pictures)
@@ -139,7 +139,7 @@ def test_test_cases_never_enter_a_training_stage(smoke):
     assert trained and not trained & set(PHANTOM_TEST)
     assert trained <= {f"phantom_{i:03d}" for i in range(4, 7)}
     for path in (smoke / "splits").glob("*.json"):
-        groups = json.loads(path.read_text())["groups"]
+        groups = json.loads(path.read_text(encoding="utf-8"))["groups"]
         assert sorted(groups["test"]) == list(PHANTOM_TEST)
         assert not set(groups["train_labeled"] + groups["train_unlabeled"]) & set(PHANTOM_TEST)
 
@@ -156,7 +156,7 @@ def test_rerun_recomputes_nothing_and_adds_the_performance_section(smoke, capsys
     assert code == 0, err
     assert calls == [[], [], []] and cell_files(smoke) == before
     assert out.count("finished earlier, kept") == len(SMOKE_METHODS) * SEEDS
-    report = (smoke / "report.md").read_text()
+    report = (smoke / "report.md").read_text(encoding="utf-8")
     assert "## Performance\n\nPERF smoke cpu" in report
 
 
@@ -219,7 +219,7 @@ def test_a_folder_that_is_not_a_benchmark_is_refused_as_out(tmp_path, capsys):
     note = touch(out / "notes.txt", "mine")
     code, stdout, err = benchmark(capsys, out)
     assert_refused(code, stdout, err, "not a benchmark folder", "--out")
-    assert [p.name for p in out.iterdir()] == ["notes.txt"] and note.read_text() == "mine"
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and note.read_text(encoding="utf-8") == "mine"
 
 
 def test_acdc_adapter_reads_end_diastole_frames_and_applies_the_fixed_test_list(tmp_path):
@@ -287,7 +287,7 @@ def test_folder_dataset_gets_a_seeded_split_saved_under_out(tmp_path):
     data = write_phantom_dataset(tmp_path / "scans", 6, seed=3)
     folder = tmp_path / "out" / "data"
     prepared = prepare_dataset(f"folder:{data}", None, folder, PROFILES["smoke"])
-    saved = json.loads((folder / "split.json").read_text())
+    saved = json.loads((folder / "split.json").read_text(encoding="utf-8"))
     assert prepared.split.test == tuple(saved["test"]) and len(saved["test"]) == 1 and len(saved["pool"]) == 5
     assert saved["median_spacing_mm"] > 1.0 and prepared.structures == {1: "LV", 2: "myocardium", 3: "RV"}
     again = prepare_dataset(f"folder:{data}", None, folder, PROFILES["smoke"])

@@ -224,10 +224,10 @@ def test_build_writes_a_discoverable_msd_folder_that_says_it_derives_from_one_te
         assert image.spacing == CONFIG.spacing
     for case in dataset.unlabeled:
         assert np.isfinite(read_image(case.image).array).all()
-    provenance = json.loads((out / PROVENANCE).read_text())
+    provenance = json.loads((out / PROVENANCE).read_text(encoding="utf-8"))
     assert "derive from ONE template" in provenance["statement"]
-    assert "derive from ONE template" in (out / "README.md").read_text()
-    assert "ONE template" in json.loads((out / "dataset.json").read_text())["description"]
+    assert "derive from ONE template" in (out / "README.md").read_text(encoding="utf-8")
+    assert "ONE template" in json.loads((out / "dataset.json").read_text(encoding="utf-8"))["description"]
     assert provenance["structures"]["1"]["atlas_names"] == ["Right Hippocampus", "Left Hippocampus"]
     assert provenance["structures"]["5"]["atlas_values"] == [51, 52]
     assert [p["name"] for p in provenance["packages"]] == ["deepmriprep", "nilearn"]
@@ -249,7 +249,7 @@ def test_ensure_reuses_a_matching_folder_and_rebuilds_on_other_parameters(tmp_pa
 
     ensure_brain_offline(root, subjects=3, seed=0, cache=wheel_cache, unlabeled=0, config=CONFIG)
     assert len(discover(root).labeled) == 3
-    assert json.loads((root / PROVENANCE).read_text())["parameters"]["subjects"] == 3
+    assert json.loads((root / PROVENANCE).read_text(encoding="utf-8"))["parameters"]["subjects"] == 3
 
     (root / "imagesTr" / "brain_001.nii.gz").unlink()  # incomplete: rebuilt
     ensure_brain_offline(root, subjects=3, seed=0, cache=wheel_cache, unlabeled=0, config=CONFIG)
@@ -262,7 +262,7 @@ def test_ensure_refuses_a_folder_it_did_not_build(tmp_path, wheel_cache, no_pip)
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(ContrastSegError, match="not a brain-offline folder"):
         ensure_brain_offline(foreign, subjects=2, cache=wheel_cache, config=CONFIG)
-    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert (foreign / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_pip_failure_gives_one_line_error_and_writes_nothing(tmp_path, monkeypatch):

@@ -92,7 +92,7 @@ def test_cancel_mid_job_kills_the_process_and_leaves_the_scene(tmp_path, one_tor
         os.killpg(handle.process.pid, 0)  # the whole process group is gone
     assert scene_node_ids(scene) == nodes_before
     assert not (tmp_path / "model.pt").exists()
-    record = json.loads((job.folder.root / "job.json").read_text())
+    record = json.loads((job.folder.root / "job.json").read_text(encoding="utf-8"))
     assert record["state"] == "cancelled"
     assert not job.folder.inputs.exists() and not job.folder.outputs.exists()
     with pytest.raises(JobFailedError, match="cancelled"):
@@ -157,7 +157,7 @@ def test_pretrain_now_chains_global_local_finetune(tmp_path):
     assert launcher.commands[1][launcher.commands[1].index("--init") + 1] == global_out
     local_out = launcher.commands[1][launcher.commands[1].index("--out") + 1]
     assert launcher.commands[2][launcher.commands[2].index("--init") + 1] == local_out
-    pool = json.loads((job.folder.root / "inputs" / "pool.json").read_text())
+    pool = json.loads((job.folder.root / "inputs" / "pool.json").read_text(encoding="utf-8"))
     assert [c["image"] for c in pool["cases"]] == ["case000.nrrd", "unlabeled000.nrrd"]
     assert all("label" not in case for case in pool["cases"])
     assert result.endswith("model.pt") and Path(result).read_bytes() == b"weights"
@@ -175,7 +175,7 @@ def test_failed_step_reports_its_error_and_adds_nothing(tmp_path):
     with pytest.raises(JobFailedError, match="Fine-tuning failed \\(exit 1\\): labels.nrrd: no foreground"):
         workflow.finetune([(volume, segmentation)], settings=TINY, wait=True)
     assert scene_node_ids(scene) == nodes_before
-    record = json.loads(next(tmp_path.glob("*finetune*/job.json")).read_text())
+    record = json.loads(next(tmp_path.glob("*finetune*/job.json")).read_text(encoding="utf-8"))
     assert record["state"] == "failed" and "no foreground" in record["message"]
 
 

@@ -37,12 +37,12 @@ def test_module_imports_under_slicer_core_and_its_logic_works(monkeypatch):
     logic = module.ContrastSegLogic(scene)
     assert isinstance(logic, ContrastSegWorkflow) and logic.scene is scene
     assert logic.ensure_dependencies() == []  # outside Slicer nothing is installed
-    assert "def runTest" in MODULE_FILE.read_text()
+    assert "def runTest" in MODULE_FILE.read_text(encoding="utf-8")
 
 
 def test_every_widget_the_module_uses_is_in_the_ui_file():
     widgets = ui_widgets()
-    code = MODULE_FILE.read_text()
+    code = MODULE_FILE.read_text(encoding="utf-8")
     used = set(re.findall(r"\bui\.(\w+)", code))
     assert len(used) > 30
     missing = sorted(used - set(widgets))
@@ -63,7 +63,7 @@ def test_every_mrml_widget_gets_the_scene():
 
 
 def test_cmake_lists_every_module_file_and_resource():
-    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\s+(\S+\.(?:py|ui|png))\s*$", cmake.replace("${MODULE_NAME}", "ContrastSeg"), re.M))
     present = {str(p.relative_to(MODULE_DIR)) for p in MODULE_DIR.rglob("*")
                if p.suffix in (".py", ".ui", ".png") and "__pycache__" not in p.parts}
@@ -72,7 +72,7 @@ def test_cmake_lists_every_module_file_and_resource():
 
 
 def test_extension_cmake_and_catalog_entry():
-    cmake = (ROOT / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for required in ("project(ContrastSeg)", 'set(EXTENSION_CATEGORY "Segmentation")', 'set(EXTENSION_DEPENDS "PyTorch")',
                      "EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
                      "EXTENSION_SCREENSHOTURLS", "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
@@ -81,11 +81,11 @@ def test_extension_cmake_and_catalog_entry():
         assert required in cmake, required
     for url in re.findall(r"raw\.githubusercontent\.com/[^/]+/[^/]+/main/(\S+?)\"", cmake):
         assert (ROOT / url).is_file(), url  # icon and screenshot are in the repository
-    entry = json.loads((ROOT / "ContrastSeg.json").read_text())
+    entry = json.loads((ROOT / "ContrastSeg.json").read_text(encoding="utf-8"))
     assert entry["build_dependencies"] == ["PyTorch"] and entry["category"] == "Segmentation"
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
     assert entry["scm_url"].split("/")[-1].startswith("Slicer") and {"scm_revision", "tier"} <= set(entry)
-    assert (ROOT / "LICENSE").read_text().startswith("BSD 3-Clause")
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("BSD 3-Clause")
     assert (MODULE_DIR / "Resources/Icons/ContrastSeg.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -102,7 +102,7 @@ def test_dependencies_are_installed_without_touching_slicers_own_packages(tmp_pa
 
     def pip_install(text):
         constraints = re.search(r'--constraint "([^"]+)"', text).group(1)
-        installed.append(Path(constraints).read_text())
+        installed.append(Path(constraints).read_text(encoding="utf-8"))
 
     dependencies.ensure_dependencies(pip_install, install_torch=lambda: True, torch_available=lambda: True)
     assert all("==" in line for text in installed for line in text.split())  # only pins in the constraints file

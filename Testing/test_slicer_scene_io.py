@@ -67,7 +67,7 @@ def test_labeled_pair_round_trip_through_files(tmp_path, rotation_deg):
     np.testing.assert_allclose(np.reshape(read.direction, (3, 3)), direction, atol=1e-9)
     assert dataset.label_names == {0: "background", **NAMES}
     assert dataset.label_colors == {v: tuple(int(round(c * 255)) for c in rgb) for v, rgb in COLORS.items()}
-    assert json.loads(manifest.read_text())["cases"][0]["id"] == "case000"
+    assert json.loads(manifest.read_text(encoding="utf-8"))["cases"][0]["id"] == "case000"
 
     # ... and a label map written by the library comes back as a NEW segmentation node on the volume's grid.
     predicted = folder.outputs / "prediction.nii.gz"

@@ -39,13 +39,13 @@ class JobFolder:
         return folder
 
     def record(self) -> dict[str, Any]:
-        return json.loads(self.record_path.read_text()) if self.record_path.exists() else {}
+        return json.loads(self.record_path.read_text(encoding="utf-8")) if self.record_path.exists() else {}
 
     def update(self, **fields: Any) -> None:
         """Merge ``fields`` into ``job.json`` (written whole: a reader never sees half a file)."""
         data = {**self.record(), **fields}
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".job.", suffix=".json")
-        with os.fdopen(handle, "w") as stream:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(data, stream, indent=2, default=str)
         os.replace(temporary, self.record_path)
 

@@ -52,7 +52,7 @@ def test_labeled_pair_round_trip_through_files(tmp_path, rotation_deg):
     pairs, classes = workflow.check_labeled([(volume, segmentation)])
     from ContrastSegLogic.job_folder import JobFolder
     folder = JobFolder.create(tmp_path / "jobs", "finetune")
-    manifest = workflow._export_labeled(folder, pairs, classes)
+    manifest = folder.write_manifest(workflow._export_labeled(folder, pairs), classes)
 
     # ContrastSegLib reads what the module wrote: same voxels, same geometry (ITK's LPS), names and colours.
     dataset = discover(manifest)

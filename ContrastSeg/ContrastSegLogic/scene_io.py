@@ -71,36 +71,47 @@ def check_same_geometry(segmentation_node, volume_node) -> None:
 
 def write_volume(volume_node, path: str | os.PathLike) -> Path:
     """Write a volume node (scalar or label map) to ``path`` (.nrrd, .nii.gz, .mha) with its geometry."""
-    import slicer
     path = Path(path)
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(path))
-    storage.SetUseCompression(True)
-    if not storage.WriteData(volume_node):
+    if not _storage(path).WriteData(volume_node):
         raise SceneInputError(f"could not write volume '{volume_node.GetName()}' to {path}; check free disk space and "
                               "that the folder is writable")
     return path
 
 
-def write_segments_as_labelmap(scene, segmentation_node, ids: Sequence[str], reference_volume,
-                               path: str | os.PathLike) -> dict[str, int]:
-    """Write segments ``ids`` as one label map (i-th segment -> value i+1, later segments drawn over earlier ones)
-    on the grid of ``reference_volume``; returns the voxel count of each segment's value. Empty segmentations are
-    refused before anything is written."""
+@contextmanager
+def exported_labelmap(scene, segmentation_node, ids: Sequence[str], reference_volume) -> Iterator:
+    """A temporary label-map node holding segments ``ids`` on ``reference_volume``'s grid (i-th segment -> value
+    i+1, later segments drawn over earlier ones); it leaves the scene with the ``with`` block."""
     import slicer
     import vtk
+    segment_list = vtk.vtkStringArray()
+    for segment_id in ids:
+        segment_list.InsertNextValue(segment_id)
+    with temporary_node(scene, "vtkMRMLLabelMapVolumeNode") as labelmap:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentation_node, segment_list, labelmap, reference_volume):
+            raise SceneInputError(f"segmentation '{segmentation_node.GetName()}' could not be exported on the grid of "
+                                  f"'{reference_volume.GetName()}'; check that both are in the scene")
+        yield labelmap
+
+
+def labelmap_array(scene, segmentation_node, ids: Sequence[str], reference_volume) -> np.ndarray:
+    """(K, J, I) label values of segments ``ids`` on ``reference_volume``'s grid (see ``exported_labelmap``)."""
+    import slicer
+    with exported_labelmap(scene, segmentation_node, ids, reference_volume) as labelmap:
+        return slicer.util.arrayFromVolume(labelmap).copy()
+
+
+def write_segments_as_labelmap(scene, segmentation_node, ids: Sequence[str], reference_volume,
+                               path: str | os.PathLike) -> dict[str, int]:
+    """Write segments ``ids`` as one label map (see ``exported_labelmap``); returns the voxel count of each
+    segment's value. Empty segmentations are refused before anything is written."""
+    import slicer
     name = segmentation_node.GetName()
     if not ids:
         raise SceneInputError(f"segmentation '{name}' has no segments; paint at least one structure in the Segment "
                               "Editor")
-    segment_list = vtk.vtkStringArray()
-    for segment_id in ids:
-        segment_list.InsertNextValue(segment_id)
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    with temporary_node(scene, "vtkMRMLLabelMapVolumeNode") as labelmap:
-        if not logic.ExportSegmentsToLabelmapNode(segmentation_node, segment_list, labelmap, reference_volume):
-            raise SceneInputError(f"segmentation '{name}' could not be exported on the grid of "
-                                  f"'{reference_volume.GetName()}'; check that both are in the scene")
+    with exported_labelmap(scene, segmentation_node, ids, reference_volume) as labelmap:
         array = slicer.util.arrayFromVolume(labelmap)
         counts = {segment_id: int(np.count_nonzero(array == value)) for value, segment_id in enumerate(ids, 1)}
         if not any(counts.values()):
@@ -114,30 +125,19 @@ def read_labelmap_as_segmentation(scene, path: str | os.PathLike, reference_volu
                                   name: str):
     """A NEW segmentation node ``name`` on ``reference_volume``'s grid holding one segment per class of
     ``classes`` (named and coloured from them; empty when the class was not found in the label map)."""
-    import slicer
-    labelmap = slicer.vtkMRMLLabelMapVolumeNode()  # outside the scene: nothing to clean up
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(path))
-    if not storage.ReadData(labelmap):
-        raise SceneInputError(f"{path}: could not read the predicted label map; run the segmentation again")
     with nodes_removed_on_error(scene):
-        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        node.CreateDefaultDisplayNodes()
+        node = _new_segmentation(scene, name)
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node, ""):
-            raise SceneInputError(f"{path}: the label map could not be imported into a segmentation")
+        _import_labelmap_file(path, node, "could not read the predicted label map; run the segmentation again")
         _name_segments(node, classes)
     return node
 
 
 def read_scalar_volume(scene, path: str | os.PathLike, name: str):
     """A NEW scalar volume node ``name`` read from ``path``."""
-    import slicer
     with nodes_removed_on_error(scene):
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-        storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-        storage.SetFileName(str(path))
-        if not storage.ReadData(node):
+        if not _storage(path).ReadData(node):
             raise SceneInputError(f"{path}: could not read the volume")
         node.CreateDefaultDisplayNodes()
     return node
@@ -146,36 +146,47 @@ def read_scalar_volume(scene, path: str | os.PathLike, name: str):
 def read_segmentation_file(scene, path: str | os.PathLike, name: str | None = None):
     """A NEW segmentation node from a ``.seg.nrrd`` (segment names and colours kept) or a label-map file (one
     segment per value)."""
-    import slicer
     path = Path(path)
     with nodes_removed_on_error(scene):
-        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or _stem(path))
-        node.CreateDefaultDisplayNodes()
-        if path.name.lower().endswith(".seg.nrrd"):
-            storage = slicer.vtkMRMLSegmentationStorageNode()
-            storage.SetFileName(str(path))
-            if not storage.ReadData(node):
-                raise SceneInputError(f"{path}: not a readable segmentation file; export it again from Slicer")
-        else:
-            labelmap = slicer.vtkMRMLLabelMapVolumeNode()
-            storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-            storage.SetFileName(str(path))
-            if not storage.ReadData(labelmap) or \
-                    not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node, ""):
-                raise SceneInputError(f"{path}: not a readable label map; check the file")
+        node = _new_segmentation(scene, name or _stem(path))
+        if not path.name.lower().endswith(".seg.nrrd"):
+            _import_labelmap_file(path, node, "not a readable label map; check the file")
+        elif not _storage(path, segmentation=True).ReadData(node):
+            raise SceneInputError(f"{path}: not a readable segmentation file; export it again from Slicer")
     return node
 
 
 def write_segmentation_file(segmentation_node, path: str | os.PathLike) -> Path:
     """Write a segmentation node as ``.seg.nrrd`` (segment names, colours and geometry kept)."""
-    import slicer
     path = Path(path)
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(str(path))
-    if not storage.WriteData(segmentation_node):
+    if not _storage(path, segmentation=True).WriteData(segmentation_node):
         raise SceneInputError(f"could not write segmentation '{segmentation_node.GetName()}' to {path}; check the "
                               "folder is writable")
     return path
+
+
+def _storage(path: str | os.PathLike, segmentation: bool = False):
+    """A storage node (outside any scene) for ``path``: segmentation (.seg.nrrd) or volume archetype, compressed."""
+    import slicer
+    storage = slicer.vtkMRMLSegmentationStorageNode() if segmentation else slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(True)
+    return storage
+
+
+def _new_segmentation(scene, name: str):
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def _import_labelmap_file(path, segmentation_node, problem: str) -> None:
+    """One segment per label value of the label-map file ``path`` into ``segmentation_node``."""
+    import slicer
+    labelmap = slicer.vtkMRMLLabelMapVolumeNode()  # outside the scene: nothing to clean up
+    if not _storage(path).ReadData(labelmap) or \
+            not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node, ""):
+        raise SceneInputError(f"{path}: {problem}")
 
 
 @contextmanager

@@ -54,9 +54,9 @@ class ContrastSegWorkflow:
         device = self._device(finetune_settings)
         folder = JobFolder.create(self.jobs_dir, "pretrain")
         with _removed_on_error(folder):
-            pools = [str(self._export_pool(folder, volumes, 0, "pool.json"))] if volumes else []
-        steps = self._pretrain_steps(folder, [*pools, *map(str, folders)], settings, finetune_settings, device)
-        final = Path(steps[-1].command[steps[-1].command.index("--out") + 1])
+            unlabeled_cases = self._export_unlabeled(folder, volumes)
+            pools = [str(folder.write_manifest(unlabeled_cases, name="pool.json"))] if unlabeled_cases else []
+        steps, final = self._pretrain_steps(folder, [*pools, *map(str, folders)], settings, finetune_settings, device)
         return self._run(Job("pretrain", folder, steps, self.launcher, self.env,
                              on_success=lambda job: _deliver(final, target), on_event=on_event), wait)
 
@@ -80,19 +80,21 @@ class ContrastSegWorkflow:
             raise SceneInputError("self-training needs unlabeled volumes: select scene volumes or a folder of scans")
         folder = JobFolder.create(self.jobs_dir, "finetune")
         with _removed_on_error(folder):
-            manifest = self._export_labeled(folder, pairs, classes)
+            labeled_cases = self._export_labeled(folder, pairs)
+            manifest = folder.write_manifest(labeled_cases, classes)
+            unlabeled_cases = self._export_unlabeled(folder, volumes)
             steps, init = [], pretrained
-            unlabeled_pool = self._export_pool(folder, volumes, 0, "unlabeled.json") if volumes else None
-            if pretrain is not None:
-                pool = self._export_pool(folder, volumes, len(pairs), "pool.json")
-                steps = self._pretrain_steps(folder, [str(pool), *map(str, folders)], pretrain, settings, device)
-                init = steps[-1].command[steps[-1].command.index("--out") + 1]
+            if pretrain is not None:  # the labeled images join the pool, their labels unused
+                images = [{"id": case["id"], "image": case["image"]} for case in labeled_cases]
+                pool = folder.write_manifest(images + unlabeled_cases, name="pool.json")
+                steps, init = self._pretrain_steps(folder, [str(pool), *map(str, folders)], pretrain, settings, device)
             model = folder.outputs / "model.pt"
             arguments = ["finetune", "--labeled", str(manifest), "--out", str(model), "--device", device,
                          *settings.arguments()]
             arguments += ["--init", str(init)] if init else settings.preprocessing_arguments()
             if settings.self_training_rounds:
-                arguments += ["--unlabeled", *([str(unlabeled_pool)] if unlabeled_pool else []), *map(str, folders)]
+                pools = [str(folder.write_manifest(unlabeled_cases, name="unlabeled.json"))] if unlabeled_cases else []
+                arguments += ["--unlabeled", *pools, *map(str, folders)]
             steps.append(JobStep("Fine-tuning", contrastseg_command(*arguments)))
         return self._run(Job("finetune", folder, steps, self.launcher, self.env,
                              on_success=lambda job: _deliver(model, target), on_event=on_event), wait)
@@ -147,7 +149,8 @@ class ContrastSegWorkflow:
         if not shared:
             raise SceneInputError(f"segmentations '{prediction.GetName()}' and '{reference.GetName()}' share no "
                                   "segment name; rename the segments so they match")
-        arrays = [self._label_array(node, segment_ids(node, shared), volume) for node in (prediction, reference)]
+        arrays = [scene_io.labelmap_array(self.scene, node, segment_ids(node, shared), volume)
+                  for node in (prediction, reference)]
         spacing = tuple(float(s) for s in volume.GetSpacing())
         grid = dict(spacing=spacing, origin=(0.0, 0.0, 0.0), direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
         labels = {value: name for value, name in enumerate(shared, 1)}
@@ -193,28 +196,28 @@ class ContrastSegWorkflow:
         self.last_device_message = plan.message
         return plan.device
 
-    def _export_labeled(self, folder: JobFolder, pairs, classes) -> Path:
+    def _export_labeled(self, folder: JobFolder, pairs) -> list[dict[str, str]]:
+        """Each (volume, segmentation, ids) as ``caseNNN.nrrd`` + ``caseNNN_seg.nrrd``; their manifest entries."""
         cases = []
         for index, (volume, segmentation, ids) in enumerate(pairs):
             image, label = f"case{index:03d}.nrrd", f"case{index:03d}_seg.nrrd"
             scene_io.write_segments_as_labelmap(self.scene, segmentation, ids, volume, folder.inputs / label)
             scene_io.write_volume(volume, folder.inputs / image)
             cases.append({"id": f"case{index:03d}", "image": image, "label": label})
-        return folder.write_manifest(cases, classes)
+        return cases
 
-    def _export_pool(self, folder: JobFolder, volumes: Sequence, labeled_count: int, name: str) -> Path:
-        """Manifest ``name`` of the unlabeled volumes (exported once) and the first ``labeled_count`` labeled images
-        (already exported by ``_export_labeled``; their labels unused)."""
-        cases = [{"id": f"case{index:03d}", "image": f"case{index:03d}.nrrd"} for index in range(labeled_count)]
+    def _export_unlabeled(self, folder: JobFolder, volumes: Sequence) -> list[dict[str, str]]:
+        """Each unlabeled volume as ``unlabeledNNN.nrrd``; their manifest entries."""
+        cases = []
         for index, volume in enumerate(volumes):
             image = f"unlabeled{index:03d}.nrrd"
-            if not (folder.inputs / image).exists():
-                scene_io.write_volume(volume, folder.inputs / image)
+            scene_io.write_volume(volume, folder.inputs / image)
             cases.append({"id": f"unlabeled{index:03d}", "image": image})
-        return folder.write_manifest(cases, name=name)
+        return cases
 
     def _pretrain_steps(self, folder: JobFolder, sources: list[str], settings: PretrainSettings,
-                        shape: FinetuneSettings, device: str) -> list[JobStep]:
+                        shape: FinetuneSettings, device: str) -> tuple[list[JobStep], Path]:
+        """The global (and local) pre-training processes, and the checkpoint the last one writes."""
         common = ["--unlabeled", *sources, "--device", device, "--channels", ",".join(map(str, shape.channels))]
         global_out = folder.outputs / f"pretrained_{settings.global_strategy}.pt"
         steps = [JobStep(f"Pre-training (global {settings.global_strategy})", contrastseg_command(
@@ -225,18 +228,8 @@ class ContrastSegWorkflow:
             steps.append(JobStep(f"Pre-training (local {settings.local_strategy})", contrastseg_command(
                 "pretrain", *settings.stage_arguments("local"), *common, "--init", str(global_out),
                 "--out", str(local_out))))
-        return steps
-
-    def _label_array(self, segmentation, ids, volume):
-        import slicer
-        import vtk
-        segment_list = vtk.vtkStringArray()
-        for segment_id in ids:
-            segment_list.InsertNextValue(segment_id)
-        with scene_io.temporary_node(self.scene, "vtkMRMLLabelMapVolumeNode") as labelmap:
-            slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, segment_list,
-                                                                                   labelmap, volume)
-            return slicer.util.arrayFromVolume(labelmap).copy()
+            return steps, local_out
+        return steps, global_out
 
     def _run(self, job: Job, wait: bool):
         job.start()

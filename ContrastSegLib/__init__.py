@@ -4,7 +4,9 @@ The pipeline, one sub-package per stage::
 
     io -> data -> preprocess -> augment -> models -> losses -> training -> inference -> evaluation
 
-No Slicer, Qt or VTK import anywhere in this package.
+``settings`` holds every setting with its default, check and command-line flag (no torch); ``runtime`` what
+training and inference share (execution plan, checkpoints, progress events, stop requests). No Slicer, Qt or VTK
+import anywhere in this package.
 """
 
 from .errors import ContrastSegError

@@ -24,14 +24,15 @@ from .data.phantom import LABEL_NAMES, write_phantom_dataset
 from .data.splits import make_split, save_split
 from .evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, format_table, summarise, write_rows
 from .io import atomic_path
-from .preprocess import PreprocessConfig
+from .settings import ExecutionConfig, PreprocessConfig, PretrainConfig, config_from_args
 from .training.methods import Method, parse_method
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(ExecutionConfig):
     """subjects: phantoms made; labeled: fine-tuning volumes; test: held-out volumes; the rest stay unlabeled and
-    feed pre-training. methods: compared initialisations (see ``training.methods``)."""
+    feed pre-training. methods: compared initialisations (see ``training.methods``); device, precision and
+    channels_last as for every job."""
 
     subjects: int = 10
     labeled: int = 2
@@ -42,9 +43,6 @@ class DemoConfig:
     seed: int = 0
     crop_size: int = 64
     spacing: float = 2.0
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: str = "auto"
 
 
 def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrite: bool = False) -> list[dict]:
@@ -106,8 +104,8 @@ def _evaluate(name: str, model: Path, test_cases, staging: Path, config: DemoCon
 
 def _run_settings(config: DemoConfig, pool: int) -> RunSettings:
     return RunSettings(pretrain_iterations=config.pretrain_iterations, finetune_iterations=config.iterations,
-                       seed=config.seed, volumes_per_batch=min(4, pool), device=config.device,
-                       precision=config.precision, channels_last=config.channels_last)
+                       seed=config.seed, volumes_per_batch=min(PretrainConfig.volumes_per_batch, pool),
+                       **config_from_args(ExecutionConfig, config).to_json())
 
 
 def _report(config: DemoConfig, split, seconds: dict[str, float], tables: str) -> str:

@@ -11,9 +11,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ContrastSegLib.losses import global_contrastive_loss
 from ContrastSegLib.models import UNet2D, UNetConfig
+from ContrastSegLib.runtime.precision import plan_execution
+from ContrastSegLib.settings import PretrainConfig
 from ContrastSegLib.training import distributed
-from ContrastSegLib.training.precision import plan_execution
-from ContrastSegLib.training.pretrain import ContrastiveObjective, PretrainConfig, StageNetwork, attach_heads
+from ContrastSegLib.training.pretrain import ContrastiveObjective, StageNetwork, attach_heads
 
 CONFIG = PretrainConfig(stage="global", strategy="GD", partitions=2, volumes_per_batch=2, temperature=0.1)
 

@@ -67,6 +67,24 @@ def add_segmentation(scene, volume, label: np.ndarray, names: dict[int, str], co
     return node
 
 
+def phantom_node(scene, index: int, name: str, seed: int = 3):
+    """Phantom ``index`` as a scene volume (ITK's LPS geometry turned into Slicer's RAS) and its label array."""
+    from ContrastSegLib.data.phantom import make_phantom
+    image, label = make_phantom(index, seed=seed)
+    columns = np.diag([-1.0, -1.0, 1.0]) @ np.reshape(image.direction, (3, 3)) @ np.diag(image.spacing)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            matrix.SetElement(r, c, columns[r, c])
+        matrix.SetElement(r, 3, (-1, -1, 1)[r] * image.origin[r])
+    return add_volume(scene, image.array, name, matrix), label.array
+
+
+def phantom_segments() -> dict[int, str]:
+    from ContrastSegLib.data.phantom import LABEL_NAMES
+    return {value: name for value, name in LABEL_NAMES.items() if value}
+
+
 def segment_array(node, name: str, volume) -> np.ndarray:
     """The (K, J, I) mask of segment ``name`` on ``volume``'s grid."""
     segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(name)

@@ -24,7 +24,7 @@ from ContrastSegLib.benchmark.split_files import (FixedSplit, labeled_draw, libr
                                                   packaged_split_path, resolve_split)
 from ContrastSegLib.data.phantom import write_phantom_dataset
 from ContrastSegLib.errors import ContrastSegError
-from ContrastSegLib.training.checkpoint import load_checkpoint
+from ContrastSegLib.runtime.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,7 +8,7 @@ import torch
 
 from ContrastSegLib.errors import ContrastSegError
 from ContrastSegLib.models import UNet2D, UNetConfig
-from ContrastSegLib.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ContrastSegLib.runtime.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 
 def small_checkpoint() -> Checkpoint:

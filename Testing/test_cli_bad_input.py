@@ -16,7 +16,7 @@ from cli_helpers import (BAD_IMAGES, FAST_PREDICT, SPACING, TINY_TRAINING, asser
                          vector_image, write_image, write_pair)
 
 from ContrastSegLib.cli import main
-from ContrastSegLib.training.checkpoint import load_checkpoint, save_checkpoint
+from ContrastSegLib.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,9 +10,9 @@ from ContrastSegLib.errors import ContrastSegError
 from ContrastSegLib.inference.predictor import Predictor
 from ContrastSegLib.io import Volume
 from ContrastSegLib.models import UNet2D, UNetConfig
-from ContrastSegLib.preprocess import PreprocessConfig
-from ContrastSegLib.training.checkpoint import Checkpoint
-from ContrastSegLib.training.precision import plan_execution
+from ContrastSegLib.runtime.checkpoint import Checkpoint
+from ContrastSegLib.runtime.precision import plan_execution
+from ContrastSegLib.settings import PreprocessConfig
 
 
 def oblique_direction() -> tuple[float, ...]:

@@ -6,10 +6,11 @@ import pytest
 from ContrastSegLib.data.phantom import make_phantom
 from ContrastSegLib.errors import ContrastSegError
 from ContrastSegLib.io import Volume
-from ContrastSegLib.preprocess import PreprocessConfig, preprocess_volume, restore_probabilities
+from ContrastSegLib.preprocess import preprocess_volume, restore_probabilities
 from ContrastSegLib.preprocess.geometry import choose_slice_axis, crop_or_pad, uncrop_probabilities
 import torch
 from ContrastSegLib.preprocess.intensity import n4_correct
+from ContrastSegLib.settings import PreprocessConfig
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 

@@ -8,16 +8,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ContrastSegLib.cli import main
+from ContrastSegLib.data.discovery import discover
 from ContrastSegLib.data.phantom import write_phantom_dataset
-from ContrastSegLib.preprocess import PreprocessConfig
-from ContrastSegLib.training.checkpoint import load_checkpoint
-from ContrastSegLib.training.finetune import FinetuneConfig
+from ContrastSegLib.data.splits import load_split
+from ContrastSegLib.io import read_image
+from ContrastSegLib.runtime.checkpoint import load_checkpoint
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig, PretrainConfig
 from ContrastSegLib.training.finetune_job import run_finetune
-from ContrastSegLib.training.pretrain import PretrainConfig
 from ContrastSegLib.training.pretrain_job import run_pretrain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -142,6 +144,26 @@ def test_local_stage_needs_a_global_checkpoint(phantoms, tmp_path, capsys):
     assert code == 1
     assert "--init" in capsys.readouterr().err
     assert not (tmp_path / "l.pt").exists()
+
+
+def test_pretrain_without_spacing_takes_the_median_of_its_training_volumes(phantoms, tmp_path):
+    """As fine-tuning: the unlabeled volumes for the global stage, the split's labeled ones for supervised-local."""
+    tiny = ["--crop-size", "32", "--channels", "8,16", "--iterations", "2", "--partitions", "2",
+            "--volumes-per-batch", "2", "--device", "cpu", "--precision", "fp32"]
+    finest = {case.id: min(read_image(case.image).spacing) for case in discover(phantoms).cases}
+    out = tmp_path / "global.pt"
+    assert main(["pretrain", "--unlabeled", str(phantoms), "--out", str(out), "--stage", "global", *tiny]) == 0
+    preprocessing = load_checkpoint(out).metadata["preprocessing"]
+    assert preprocessing["target_spacing"] == round(float(np.median(list(finest.values()))), 4)
+    assert preprocessing["crop_size"] == 32
+    split = tmp_path / "split.json"
+    assert main(["split", "--data", str(phantoms), "--out", str(split), "--labeled", "2", "--test", "1"]) == 0
+    supervised = tmp_path / "supervised.pt"
+    assert main(["pretrain", "--stage", "supervised-local", "--labeled", str(phantoms), "--split", str(split),
+                 "--init", str(out), "--out", str(supervised), *tiny]) == 0
+    labeled = load_split(split).groups["train_labeled"]
+    assert load_checkpoint(supervised).metadata["preprocessing"]["target_spacing"] == round(
+        float(np.median([finest[case] for case in labeled])), 4)
 
 
 def test_torchrun_cli_writes_one_checkpoint(phantoms, tmp_path):

@@ -1,6 +1,8 @@
 """Self-training: confident pseudo-labels, ignored pixels that stay ignored through augmentation and the loss, and
 fine-tuning rounds that run end to end."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -9,10 +11,12 @@ from ContrastSegLib.augment import SpatialAugmentation
 from ContrastSegLib.data.phantom import make_phantom
 from ContrastSegLib.losses import DiceCrossEntropyLoss
 from ContrastSegLib.models import UNet2D, UNetConfig
-from ContrastSegLib.preprocess import PreparedVolume, PreprocessConfig, preprocess_volume
-from ContrastSegLib.training.finetune import FinetuneConfig, finetune
+from ContrastSegLib.preprocess import PreparedVolume, preprocess_volume
+from ContrastSegLib.runtime.precision import plan_execution
+from ContrastSegLib.runtime.stop import Stopped
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
+from ContrastSegLib.training.finetune import finetune
 from ContrastSegLib.training.methods import parse_method
-from ContrastSegLib.training.precision import plan_execution
 from ContrastSegLib.training.self_training import IGNORE, one_hot_targets, pseudo_label
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -76,6 +80,20 @@ def test_self_training_round_runs_and_is_reproducible():
         assert len(result.losses) == 12 and result.best_step == 12
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("stop_at", [4, 9])  # in the first round, in the second of three
+def test_a_stop_ends_every_self_training_round(monkeypatch, stop_at):
+    labeled = [preprocess_volume(*make_phantom(0)[:1], PREPROCESS, make_phantom(0)[1], (0, 1, 2, 3))]
+    unlabeled = [preprocess_volume(make_phantom(1)[0], PREPROCESS)]
+    polls = iter([None] * (stop_at - 1) + ["SIGTERM"] * 100)
+    loop = importlib.import_module("ContrastSegLib.training.finetune")  # the package exports the function by that name
+    monkeypatch.setattr(loop, "stop_requested", lambda: next(polls))
+    config = FinetuneConfig(iterations=6, batch_size=4, self_training_rounds=2, pseudo_threshold=0.5)
+    model = UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16)))
+    result = finetune(model, labeled, config, plan=FP32, unlabeled=unlabeled)
+    assert result.stopped == Stopped(stop_at, 18, "SIGTERM")
+    assert len(result.losses) == stop_at and result.best_step == stop_at
 
 
 def test_self_training_needs_unlabeled_volumes():

@@ -9,11 +9,9 @@ from ContrastSegLib.data.discovery import discover
 from ContrastSegLib.data.phantom import write_phantom_dataset
 from ContrastSegLib.data.splits import make_split, save_split
 from ContrastSegLib.errors import ContrastSegError
-from ContrastSegLib.preprocess import PreprocessConfig
-from ContrastSegLib.training.checkpoint import load_checkpoint
-from ContrastSegLib.training.finetune import FinetuneConfig
+from ContrastSegLib.runtime.checkpoint import load_checkpoint
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig, PretrainConfig
 from ContrastSegLib.training.finetune_job import run_finetune
-from ContrastSegLib.training.pretrain import PretrainConfig
 from ContrastSegLib.training.pretrain_job import run_pretrain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,11 +12,12 @@ from ContrastSegLib.errors import ContrastSegError
 from ContrastSegLib.evaluation import structure_metrics
 from ContrastSegLib.inference.predictor import Predictor
 from ContrastSegLib.models import UNet2D, UNetConfig
-from ContrastSegLib.preprocess import PreprocessConfig, preprocess_volume
-from ContrastSegLib.training import precision
-from ContrastSegLib.training.checkpoint import Checkpoint
-from ContrastSegLib.training.finetune import FinetuneConfig, finetune
-from ContrastSegLib.training.progress import ProgressReporter
+from ContrastSegLib.preprocess import preprocess_volume
+from ContrastSegLib.runtime import precision
+from ContrastSegLib.runtime.checkpoint import Checkpoint
+from ContrastSegLib.runtime.progress import ProgressReporter
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
+from ContrastSegLib.training.finetune import finetune
 
 CLASSES = (0, 1, 2, 3)
 PREPROCESS = PreprocessConfig(target_spacing=2.0, crop_size=64)

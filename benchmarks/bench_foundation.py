@@ -26,10 +26,12 @@ from ContrastSegLib.evaluation import structure_metrics, summarise
 from ContrastSegLib.inference.predictor import Predictor
 from ContrastSegLib.inference.slices import slice_probabilities
 from ContrastSegLib.io import read_image, read_label, write_volume
-from ContrastSegLib.preprocess import PreprocessConfig, preprocess_volume
+from ContrastSegLib.preprocess import preprocess_volume
+from ContrastSegLib.runtime.precision import plan_execution
+from ContrastSegLib.runtime.progress import ProgressReporter
 from ContrastSegLib.sampling import LabeledSliceBank
-from ContrastSegLib.training import ProgressReporter, plan_execution
-from ContrastSegLib.training.finetune import BatchPipeline, FinetuneConfig, TrainingStep
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
+from ContrastSegLib.training.finetune import BatchPipeline, TrainingStep
 from ContrastSegLib.training.finetune_job import run_finetune
 from timing import interleaved_medians, machine_with_plans, repeat
 

@@ -3,7 +3,10 @@ a worker thread and handed to the caller on its own (main) thread by ``poll()``,
 tree, and ``wait()`` for scripts.
 
 The worker thread only reads lines; every callback (progress display, importing results into the scene) runs inside
-``poll()``/``wait()``, i.e. on the thread that owns the MRML scene.
+``poll()``/``wait()``, i.e. on the thread that owns the MRML scene. ``stop()`` asks the running training process to
+end early and keep the weights it reached (the job then goes on with its next step); ``cancel()`` ends everything and
+keeps nothing. Whatever the outcome, the job's inputs (copies of the user's scans) and outputs are deleted when it
+ends; its record and log stay.
 
     job = Job("finetune", folder, [step_a, step_b], SubprocessLauncher(), on_success=import_results)
     job.start()
@@ -46,6 +49,7 @@ class JobProgress:
     loss: float | None = None
     eta_s: float | None = None
     messages: list[str] = field(default_factory=list)
+    stopping: bool = False
 
     @property
     def fraction(self) -> float:
@@ -61,6 +65,8 @@ class JobProgress:
             parts.append(f"loss {self.loss:.4f}")
         if self.eta_s is not None:
             parts.append(f"ETA {_duration(self.eta_s)}")
+        if self.stopping:
+            parts.append("stopping and keeping the weights reached")
         return ", ".join(parts)
 
 
@@ -108,11 +114,16 @@ class Job:
             handled.append(event)
         return handled
 
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> Any:
-        """Block (polling on this thread) until the job ends; its result, or ``JobFailedError``/``TimeoutError``."""
+    def wait(self, timeout: float | None = None, interval: float = 0.05,
+             process_events: Callable[[], None] | None = None) -> Any:
+        """Run until the job ends, polling on this thread; its result, or ``JobFailedError``/``TimeoutError``.
+        ``process_events`` (Slicer: ``slicer.app.processEvents``) runs between polls, so a GUI waiting here stays
+        responsive."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.done:
             self.poll()
+            if process_events is not None:
+                process_events()
             if deadline is not None and time.monotonic() > deadline and not self.done:
                 self.cancel()
                 raise TimeoutError(f"{self.kind} job did not finish within {timeout} s; it was cancelled")
@@ -120,6 +131,13 @@ class Job:
         if self.state != "succeeded":
             raise JobFailedError(self.error or f"{self.kind} job was {self.state}")
         return self.result
+
+    def stop(self) -> None:
+        """Ask the running process to finish its training stage now and keep the weights it reached."""
+        if self.done or self._handle is None:
+            return
+        self.progress.stopping = True
+        self._handle.interrupt()
 
     def cancel(self) -> None:
         """End the running process tree; nothing is imported, inputs and partial outputs are removed."""
@@ -136,6 +154,8 @@ class Job:
         step = self.steps[self._index]
         self.progress.step_index, self.progress.title = self._index, step.title
         self.progress.step = self.progress.total = 0
+        self.progress.loss = self.progress.eta_s = None
+        self.progress.stopping = False
         self._handle = self.launcher.launch(step.command, self.folder.root, self.env, self.folder.log)
         threading.Thread(target=self._read, args=(self._handle,), daemon=True, name=f"contrastseg-{self.kind}").start()
 
@@ -158,6 +178,9 @@ class Job:
             self.progress.eta_s = event.get("eta_s")
         elif kind == "log":
             self.progress.messages.append(str(event.get("message")))
+        elif kind == "stopped":
+            self.progress.messages.append(f"{self.steps[self._index].title}: stopped early at step "
+                                          f"{event.get('step')} of {event.get('total')}; its weights are kept")
         elif kind == "error":
             self._last_error_event = str(event.get("message"))
         if self.on_event is not None:
@@ -176,7 +199,7 @@ class Job:
             try:
                 self.result = self.on_success(self) if self.on_success is not None else None
             except Exception as error:  # noqa: BLE001 - the importer's error becomes the job's error
-                self._fail(str(error))
+                self._fail(str(error) or type(error).__name__)
                 return
             self.state = "succeeded"
             self.folder.finish("succeeded")

@@ -57,21 +57,20 @@ class JobFolder:
         if classes:
             data["labels"], data["colors"] = manifest_labels(classes)
         path = self.inputs / name
-        path.write_text(json.dumps(data, indent=2))
+        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         return path
 
     def finish(self, state: str, message: str = "") -> None:
-        """Record the final ``state``; a cancelled or failed job drops its inputs and partial outputs (the record
-        and the log stay for inspection)."""
+        """Record the final ``state`` and delete the inputs (copies of the user's scans) and outputs, whatever the
+        outcome: a succeeded job has delivered its results by now. The record and the log stay."""
         assert state in STATES
         self.update(state=state, message=message, finished=time.strftime("%Y%m%d-%H%M%S"))
-        if state in ("cancelled", "failed"):
-            shutil.rmtree(self.inputs, ignore_errors=True)
-            shutil.rmtree(self.outputs, ignore_errors=True)
+        shutil.rmtree(self.inputs, ignore_errors=True)
+        shutil.rmtree(self.outputs, ignore_errors=True)
 
     def log_tail(self, lines: int = 5) -> str:
         try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
+            text = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         except OSError:
             return ""
         return "\n".join(text[-lines:])

@@ -1,9 +1,16 @@
 """Before a job starts: which device it will use, and whether the memory is there (GPU first, falling back to the CPU
-with a message that says why; a CPU without enough free RAM is refused with the fix)."""
+with a message that says why; a CPU without enough free RAM is refused with the fix).
+
+The GPU's free memory is read with ``nvidia-smi``, never through torch: importing torch and touching CUDA in Slicer's
+own process would create a CUDA context that holds ~0.4 GB of GPU memory until Slicer exits. Where nvidia-smi is
+absent (no NVIDIA driver, or Apple silicon) ``auto`` is passed on and the job process picks its device itself.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -31,7 +38,7 @@ class DevicePlan:
     message: str = ""
 
 
-def plan_device(requested: str, needed_bytes: int, gpu_free_bytes: Callable[[], int | None] | None = None,
+def plan_device(requested: str, needed_bytes: int, gpu_free_bytes: Callable[[int], int | None] | None = None,
                 ram_free_bytes: Callable[[], int | None] | None = None) -> DevicePlan:
     """``requested`` is auto | cuda | cuda:N | cpu. A GPU that is missing or has too little free memory falls back to
     the CPU with a message; the CPU is refused when the free RAM is known and too small."""
@@ -40,10 +47,11 @@ def plan_device(requested: str, needed_bytes: int, gpu_free_bytes: Callable[[], 
     need = f"{needed_bytes / GIB:.1f} GiB"
     message = ""
     if requested != "cpu":
-        free = gpu_free_bytes()
+        free = gpu_free_bytes(_gpu_index(requested))
         if free is None:
-            if requested != "auto":
-                message = "no CUDA GPU is available; running on the CPU instead (slower)"
+            if requested == "auto":
+                return DevicePlan("auto")  # unknown here: the job process chooses (cuda > mps > cpu)
+            message = "no CUDA GPU is available; running on the CPU instead (slower)"
         elif free >= needed_bytes:
             return DevicePlan("cuda" if requested == "auto" else requested)
         else:
@@ -56,20 +64,35 @@ def plan_device(requested: str, needed_bytes: int, gpu_free_bytes: Callable[[], 
     return DevicePlan("cpu", message)
 
 
-def _gpu_free_bytes() -> int | None:
+def _gpu_index(requested: str) -> int:
+    return int(requested.split(":", 1)[1]) if requested.startswith("cuda:") else 0
+
+
+def _gpu_free_bytes(index: int = 0, run=subprocess.run) -> int | None:
+    """Free memory of NVIDIA GPU ``index`` from ``nvidia-smi`` (MiB), or None when it cannot be read."""
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return None
     try:
-        import torch
-    except ImportError:
+        done = run([executable, "--query-gpu=memory.free", "--format=csv,noheader,nounits", f"--id={index}"],
+                   capture_output=True, text=True, timeout=10,
+                   creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+    except (OSError, subprocess.SubprocessError):
         return None
-    if not torch.cuda.is_available():
+    return parse_nvidia_smi_free(done.stdout) if done.returncode == 0 else None
+
+
+def parse_nvidia_smi_free(text: str) -> int | None:
+    """Bytes from nvidia-smi's ``memory.free`` in MiB (first line), or None."""
+    try:
+        return int(float(text.strip().splitlines()[0])) * 1024 ** 2
+    except (IndexError, ValueError):
         return None
-    free, _ = torch.cuda.mem_get_info()
-    return int(free)
 
 
 def _ram_free_bytes() -> int | None:
     try:
-        with open("/proc/meminfo") as stream:
+        with open("/proc/meminfo", encoding="ascii") as stream:
             for line in stream:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024

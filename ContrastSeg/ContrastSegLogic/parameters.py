@@ -1,25 +1,61 @@
 """Every choice of the module, kept in the scene's parameter node (a ``vtkMRMLScriptedModuleNode``), so it is saved
-and restored with the scene. Text values by name; nodes (labeled pairs, unlabeled and to-segment volumes, review
-nodes) as node references, lists in order."""
+and restored with the scene; defaults and choices come from ``ContrastSegLib.settings`` (the CLI's own).
+
+Values are text parameters by name (:data:`FIELDS`). Nodes are node references: lists in order (:data:`NODE_LISTS`),
+single nodes (:data:`SINGLE_NODES`), and labeled pairs stored as one unit each (``labeledPair<i>.volume`` and
+``labeledPair<i>.segmentation``), so that deleting a node drops its pair instead of re-pairing the others.
+
+    parameters = ContrastSegParameters(logic.getParameterNode())
+    parameters.set("iterations", 500); parameters.finetune_config().iterations  # 500
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .settings import FinetuneSettings, PretrainSettings
+from ContrastSegLib.settings import (DEFAULT_STRATEGY, STRATEGIES, FinetuneConfig, PreprocessConfig, PretrainConfig,
+                                     Stage)
 
-DEFAULTS = {
-    "initialisation": "pretrained-file",  # pretrained-file | pretrain-now | random
-    "pretrainedPath": "", "unlabeledFolder": "", "modelPath": "", "segmentModelPath": "",
-    "globalStrategy": PretrainSettings.global_strategy, "localStrategy": PretrainSettings.local_strategy,
-    "pretrainIterations": str(PretrainSettings.iterations),
-    "device": FinetuneSettings.device, "iterations": str(FinetuneSettings.iterations),
-    "batchSize": str(FinetuneSettings.batch_size), "cropSize": str(FinetuneSettings.crop_size),
-    "mixup": "false", "selfTrainingRounds": "0", "uncertainty": "false",
-}
+NO_LOCAL_STAGE = "none"
 INITIALISATIONS = ("pretrained-file", "pretrain-now", "random")
-NODE_LISTS = ("labeledVolume", "labeledSegmentation", "unlabeledVolume", "segmentVolume")
-SINGLE_NODES = ("reviewVolume", "reviewPrediction", "reviewReference")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One text parameter: its type (str, int or bool), default, and allowed values (when a choice)."""
+
+    kind: type
+    default: Any
+    choices: tuple[str, ...] = ()
+
+
+_FINETUNE, _PREPROCESS, _PRETRAIN = FinetuneConfig(), PreprocessConfig(), PretrainConfig()
+FIELDS: dict[str, Field] = {
+    "initialisation": Field(str, "pretrain-now", INITIALISATIONS),
+    "pretrainedPath": Field(str, ""),
+    "unlabeledFolder": Field(str, ""),
+    "segments": Field(str, ""),  # comma-separated segment names to learn; empty: every segment of the first pair
+    "globalStrategy": Field(str, DEFAULT_STRATEGY[Stage.GLOBAL.value], STRATEGIES[Stage.GLOBAL.value]),
+    "localStrategy": Field(str, DEFAULT_STRATEGY[Stage.LOCAL.value],
+                           (*STRATEGIES[Stage.LOCAL.value], NO_LOCAL_STAGE)),
+    "pretrainIterations": Field(int, _PRETRAIN.iterations),
+    "device": Field(str, _FINETUNE.device, DEVICES),
+    "iterations": Field(int, _FINETUNE.iterations),
+    "batchSize": Field(int, _FINETUNE.batch_size),
+    "cropSize": Field(int, _PREPROCESS.crop_size),
+    "mixup": Field(bool, _FINETUNE.mixup),
+    "selfTrainingRounds": Field(int, _FINETUNE.self_training_rounds),
+    "modelPath": Field(str, ""),
+    "segmentModelPath": Field(str, ""),
+    "uncertainty": Field(bool, False),
+    "segmentFolder": Field(str, ""),
+    "segmentFolderOutput": Field(str, ""),
+}
+NODE_LISTS = ("unlabeledVolume", "segmentVolume")
+SINGLE_NODES = ("labeledVolume", "labeledSegmentation", "reviewVolume", "reviewPrediction", "reviewReference")
+PAIR_COUNT = "labeledPairCount"
 
 
 class ContrastSegParameters:
@@ -28,54 +64,98 @@ class ContrastSegParameters:
     def __init__(self, node):
         self.node = node
 
-    def get(self, key: str) -> str:
-        value = self.node.GetParameter(key)
-        return value if value != "" or key not in DEFAULTS else DEFAULTS[key]
+    # ---- values ---------------------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        field = FIELDS[key]
+        text = self.node.GetParameter(key)
+        if text == "":
+            return field.default
+        if field.kind is bool:
+            return text == "true"
+        if field.kind is int:
+            try:
+                return int(text)
+            except ValueError:
+                return field.default  # a hand-edited scene: fall back rather than fail to open
+        return text if not field.choices or text in field.choices else field.default
 
     def set(self, key: str, value: Any) -> None:
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        field = FIELDS[key]
+        if field.choices and value not in field.choices:
+            raise ValueError(f"{key} must be one of {', '.join(field.choices)}, not {value!r}")
+        text = ("true" if value else "false") if field.kind is bool else str(field.kind(value))
         if self.node.GetParameter(key) != text:
             self.node.SetParameter(key, text)
 
-    def get_int(self, key: str) -> int:
-        return int(self.get(key))
-
-    def get_bool(self, key: str) -> bool:
-        return self.get(key) == "true"
+    # ---- nodes ----------------------------------------------------------------------------------------------------
 
     def nodes(self, role: str) -> list:
-        return [self.node.GetNthNodeReference(role, i) for i in range(self.node.GetNumberOfNodeReferences(role))]
+        references = (self.node.GetNthNodeReference(role, i) for i in range(self.node.GetNumberOfNodeReferences(role)))
+        return [node for node in references if node is not None]
 
     def set_nodes(self, role: str, nodes) -> None:
+        if [n.GetID() for n in self.nodes(role)] == [n.GetID() for n in nodes if n is not None]:
+            return
         self.node.RemoveNodeReferenceIDs(role)
         for node in nodes:
-            self.node.AddNodeReferenceID(role, node.GetID() if node is not None else None)
+            if node is not None:
+                self.node.AddNodeReferenceID(role, node.GetID())
 
     def single(self, role: str):
         return self.node.GetNodeReference(role)
 
     def set_single(self, role: str, node) -> None:
-        self.node.SetNodeReferenceID(role, node.GetID() if node is not None else None)
+        node_id = node.GetID() if node is not None else None
+        if self.node.GetNodeReferenceID(role) != node_id:
+            self.node.SetNodeReferenceID(role, node_id)
+
+    # ---- labeled pairs: one unit each -----------------------------------------------------------------------------
 
     def labeled_pairs(self) -> list[tuple[Any, Any]]:
-        return list(zip(self.nodes("labeledVolume"), self.nodes("labeledSegmentation")))
+        """Every stored pair, in order, with None for a node that was deleted (shown as missing, never re-paired)."""
+        count = int(self.node.GetParameter(PAIR_COUNT) or 0)
+        return [(self.node.GetNodeReference(f"labeledPair{i}.volume"),
+                 self.node.GetNodeReference(f"labeledPair{i}.segmentation")) for i in range(count)]
 
     def set_labeled_pairs(self, pairs) -> None:
-        self.set_nodes("labeledVolume", [volume for volume, _ in pairs])
-        self.set_nodes("labeledSegmentation", [segmentation for _, segmentation in pairs])
+        modified = self.node.StartModify()
+        old = int(self.node.GetParameter(PAIR_COUNT) or 0)
+        for index, (volume, segmentation) in enumerate(pairs):
+            self.node.SetNodeReferenceID(f"labeledPair{index}.volume", volume.GetID() if volume else None)
+            self.node.SetNodeReferenceID(f"labeledPair{index}.segmentation",
+                                         segmentation.GetID() if segmentation else None)
+        for index in range(len(pairs), old):
+            self.node.SetNodeReferenceID(f"labeledPair{index}.volume", None)
+            self.node.SetNodeReferenceID(f"labeledPair{index}.segmentation", None)
+        self.node.SetParameter(PAIR_COUNT, str(len(pairs)))
+        self.node.EndModify(modified)
 
-    def pretrain_settings(self) -> PretrainSettings | None:
-        """Settings of "pre-train now", or None for the other initialisations."""
+    # ---- job settings (validated by the library before anything is exported) -------------------------------------
+
+    def segment_names(self) -> list[str] | None:
+        names = [n.strip() for n in self.get("segments").split(",") if n.strip()]
+        return names or None
+
+    def pretraining(self) -> list[PretrainConfig] | None:
+        """The stages of "pre-train now" (global, then local unless "none"), or None for the other choices."""
         if self.get("initialisation") != "pretrain-now":
             return None
-        local = self.get("localStrategy")
-        return PretrainSettings(self.get("globalStrategy"), None if local in ("", "none") else local,
-                                self.get_int("pretrainIterations"))
+        iterations = self.get("pretrainIterations")
+        stages = [replace(_PRETRAIN, stage=Stage.GLOBAL.value, strategy=self.get("globalStrategy"),
+                          iterations=iterations)]
+        if self.get("localStrategy") != NO_LOCAL_STAGE:
+            stages.append(replace(_PRETRAIN, stage=Stage.LOCAL.value, strategy=self.get("localStrategy"),
+                                  iterations=iterations))
+        return stages
 
-    def finetune_settings(self) -> FinetuneSettings:
-        return FinetuneSettings(iterations=self.get_int("iterations"), batch_size=self.get_int("batchSize"),
-                                crop_size=self.get_int("cropSize"), mixup=self.get_bool("mixup"),
-                                self_training_rounds=self.get_int("selfTrainingRounds"), device=self.get("device"))
+    def finetune_config(self) -> FinetuneConfig:
+        return replace(_FINETUNE, iterations=self.get("iterations"), batch_size=self.get("batchSize"),
+                       mixup=self.get("mixup"), self_training_rounds=self.get("selfTrainingRounds"),
+                       device=self.get("device"))
+
+    def preprocess_config(self) -> PreprocessConfig:
+        return replace(_PREPROCESS, crop_size=self.get("cropSize"))
 
     def pretrained_path(self) -> str | None:
-        return self.get("pretrainedPath") or None if self.get("initialisation") == "pretrained-file" else None
+        return (self.get("pretrainedPath") or None) if self.get("initialisation") == "pretrained-file" else None

@@ -1,8 +1,10 @@
 """How a job's processes are started: a ``typing.Protocol`` so tests (or another host) can inject their own, and the
 real implementation on ``subprocess`` that runs ``contrastseg`` under Slicer's own Python.
 
-A process writes one JSON event per line on stdout (see ``ContrastSegLib.training.progress``); stderr goes to the
-job's log file, so a chatty process can never block on a full pipe.
+A process writes one JSON event per line on stdout (see ``ContrastSegLib.runtime.progress``); stderr goes to the
+job's log file, so a chatty process can never block on a full pipe. On Windows the process gets no console window
+(closing one would kill the job) and a process group of its own, as ``slicer.util.launchConsoleProcess`` hides its
+consoles; "stop and keep" reaches it through a stop file, since a GUI program has no console to send CTRL+BREAK to.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class ProcessHandle(Protocol):
     def wait(self, timeout: float | None = None) -> int:
         """Block until it ends; its exit code."""
 
+    def interrupt(self) -> None:
+        """Ask it to stop early and keep its results (SIGINT on POSIX, the stop file on Windows)."""
+
     def kill_tree(self) -> None:
         """End it and every process it started."""
 
@@ -44,8 +49,8 @@ class ProcessLauncher(Protocol):
 class SubprocessHandle:
     """A ``subprocess.Popen`` in its own process group (session), so cancelling ends its children too."""
 
-    def __init__(self, process: subprocess.Popen):
-        self.process = process
+    def __init__(self, process: subprocess.Popen, stop_file: Path | None = None):
+        self.process, self.stop_file = process, stop_file
 
     def lines(self) -> Iterable[str]:
         assert self.process.stdout is not None
@@ -56,6 +61,14 @@ class SubprocessHandle:
 
     def wait(self, timeout: float | None = None) -> int:
         return self.process.wait(timeout)
+
+    def interrupt(self) -> None:
+        if self.process.poll() is not None:
+            return
+        if self.stop_file is not None:
+            self.stop_file.touch()
+        if os.name != "nt":
+            _signal_group(self.process.pid, signal.SIGINT)
 
     def kill_tree(self) -> None:
         if self.process.poll() is not None:
@@ -75,13 +88,35 @@ class SubprocessLauncher:
     """The real launcher (``ProcessLauncher``)."""
 
     def launch(self, command: Sequence[str], cwd: Path, env: Mapping[str, str], log_path: Path) -> SubprocessHandle:
+        stop_file = Path(cwd) / STOP_FILE_NAME
+        stop_file.unlink(missing_ok=True)
         with open(log_path, "ab") as log:
-            options: dict = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {
-                "start_new_session": True}
-            process = subprocess.Popen(list(command), cwd=str(cwd), env=dict(env), stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
-                                       errors="replace", bufsize=1, **options)
-        return SubprocessHandle(process)
+            process = subprocess.Popen(list(command), cwd=str(cwd), env={**env, STOP_FILE_VARIABLE: str(stop_file)},
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
+                                       encoding="utf-8", errors="replace", bufsize=1, **popen_options(os.name))
+        return SubprocessHandle(process, stop_file)
+
+
+STOP_FILE_NAME = "stop-requested"
+STOP_FILE_VARIABLE = "CONTRASTSEG_STOP_FILE"  # read by ContrastSegLib.runtime.stop
+
+
+def popen_options(os_name: str) -> dict:
+    """``Popen`` keywords: a session of its own on POSIX (cancel ends the whole tree); on Windows no console window
+    (CREATE_NO_WINDOW, and a hidden window as Slicer's launchConsoleProcess asks) and a new process group."""
+    if os_name != "nt":
+        return {"start_new_session": True}
+    options = {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", CREATE_NO_WINDOW) |
+               getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", CREATE_NEW_PROCESS_GROUP)}
+    if hasattr(subprocess, "STARTUPINFO"):  # only on Windows
+        info = subprocess.STARTUPINFO()
+        info.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+        info.wShowWindow = subprocess.SW_HIDE
+        options["startupinfo"] = info
+    return options
+
+
+CREATE_NO_WINDOW, CREATE_NEW_PROCESS_GROUP = 0x08000000, 0x00000200  # winbase.h, for reading flags elsewhere
 
 
 def python_executable() -> str:

@@ -35,6 +35,12 @@ def check_scalar_volume(volume_node) -> None:
                               "convert it to a scalar volume first (Vector to Scalar Volume module)")
 
 
+def checked_scalar_volume(volume_node):
+    """``volume_node`` after :func:`check_scalar_volume`."""
+    check_scalar_volume(volume_node)
+    return volume_node
+
+
 def image_geometry(volume_node) -> tuple[np.ndarray, tuple[int, int, int]]:
     """(IJK-to-RAS 4x4 matrix, dimensions (I, J, K)) of a volume node."""
     import vtk
@@ -123,23 +129,26 @@ def write_segments_as_labelmap(scene, segmentation_node, ids: Sequence[str], ref
 
 def read_labelmap_as_segmentation(scene, path: str | os.PathLike, reference_volume, classes: Sequence[SegmentClass],
                                   name: str):
-    """A NEW segmentation node ``name`` on ``reference_volume``'s grid holding one segment per class of
-    ``classes`` (named and coloured from them; empty when the class was not found in the label map)."""
+    """A NEW segmentation node ``name`` on ``reference_volume``'s grid, under its parent transform, holding one
+    segment per class of ``classes`` (named and coloured from them; empty when the class was not found)."""
     with nodes_removed_on_error(scene):
         node = _new_segmentation(scene, name)
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+        node.SetAndObserveTransformNodeID(reference_volume.GetTransformNodeID())
         _import_labelmap_file(path, node, "could not read the predicted label map; run the segmentation again")
         _name_segments(node, classes)
     return node
 
 
-def read_scalar_volume(scene, path: str | os.PathLike, name: str):
-    """A NEW scalar volume node ``name`` read from ``path``."""
+def read_scalar_volume(scene, path: str | os.PathLike, name: str, like=None):
+    """A NEW scalar volume node ``name`` read from ``path`` (under the parent transform of the volume ``like``)."""
     with nodes_removed_on_error(scene):
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
         if not _storage(path).ReadData(node):
             raise SceneInputError(f"{path}: could not read the volume")
         node.CreateDefaultDisplayNodes()
+        if like is not None:
+            node.SetAndObserveTransformNodeID(like.GetTransformNodeID())
     return node
 
 

@@ -9,7 +9,6 @@ prediction all see the same case ids, whatever the layout of the copy.
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -22,13 +21,13 @@ from ..data.phantom import write_phantom_dataset
 from ..data.splits import make_split
 from ..errors import ContrastSegError
 from ..io import atomic_path, read_image, read_label
-from ..preprocess.geometry import choose_slice_axis, plane_spacing
+from ..preprocess import median_plane_spacing
+from ..settings import PreprocessConfig
 from .profiles import Profile
 from .split_files import FixedSplit, load_split_file, packaged_split_path, resolve_split, save_split_file
 
 BRAIN_OFFLINE_ROOT = Path("~/.cache/contrastseg/brain-offline")
 FOLDER_PREFIX = "folder:"
-FOLDER_DEFAULT_CROP = 192
 
 
 @dataclass(frozen=True)
@@ -242,10 +241,10 @@ def _prepare_folder(name: str, root: Path, folder: Path, profile: Profile, spaci
         median, values = _scan(labeled_pool, read_labels=not dataset.label_names)
         save_split_file({**split_data, "median_spacing_mm": median, "label_values": values}, saved)
         split_data = load_split_file(saved)
-    crop = crop or profile.crop or FOLDER_DEFAULT_CROP
+    crop = crop or profile.crop or PreprocessConfig.crop_size
     median = split_data["median_spacing_mm"]
-    conventions = DatasetSpec(name, "your folder", median, FOLDER_DEFAULT_CROP, median * FOLDER_DEFAULT_CROP, None,
-                              "none")
+    conventions = DatasetSpec(name, "your folder", median, PreprocessConfig.crop_size,
+                              median * PreprocessConfig.crop_size, None, "none")
     names = dataset.label_names or {0: "background", **{v: f"label_{v}" for v in split_data["label_values"]}}
     return _finish(name, str(root.absolute()), dataset, fixed, folder, names, dataset.label_colors,
                    spacing or conventions.spacing_for(crop), crop)
@@ -256,7 +255,7 @@ def _scan(cases: list[Case], read_labels: bool) -> tuple[float, list[int]]:
     spacings, values = [], set()
     for case in cases:
         image = read_image(case.image, channel=case.channel)
-        spacings.append(min(plane_spacing(image.spacing, choose_slice_axis(image.spacing, None))))
+        spacings.append(image.spacing)
         if read_labels:
             values |= {int(v) for v in np.unique(read_label(case.label, image=image).array) if v}
-    return round(float(statistics.median(spacings)), 4), sorted(values)
+    return median_plane_spacing(spacings), sorted(values)

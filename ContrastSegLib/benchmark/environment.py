@@ -10,7 +10,7 @@ import time
 import torch
 
 from .. import __version__
-from ..training.precision import plan_execution
+from ..runtime.precision import plan_execution
 from .timing import cpu_model
 
 

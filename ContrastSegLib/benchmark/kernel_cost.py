@@ -10,11 +10,12 @@ import torch
 
 from ..losses import global_contrastive_loss, local_contrastive_loss
 from ..models import UNetConfig
-from ..training.pretrain import PretrainConfig
+from ..settings import GlobalStrategy, LocalStrategy, PretrainConfig, SupervisedLocalMode
 from .supervised_local_cost import BATCH, CHANNELS, forward_backward, make_inputs, measure_memory
 from .timing import interleaved_medians
 
-SUPERVISED_LOCAL_MODES = ("dense", "stride", "block", "exact")  # "dense" first: the reference of the ratios
+SUPERVISED_LOCAL_MODES = (SupervisedLocalMode.DENSE, SupervisedLocalMode.STRIDE, SupervisedLocalMode.BLOCK,
+                          SupervisedLocalMode.EXACT)  # "dense" first: the reference of the ratios
 GLOBAL_VIEWS = 3  # G^D embeds x, x̂ and x̃ of every slice
 
 
@@ -78,12 +79,12 @@ def contrastive_costs(sizes: KernelSizes, device: torch.device) -> list[KernelCo
 
     def global_call() -> None:
         embeddings.grad = None
-        global_contrastive_loss(embeddings, *ids, "GD", config.temperature).backward()
+        global_contrastive_loss(embeddings, *ids, GlobalStrategy.GD, config.temperature).backward()
 
     def local_call() -> None:
         for leaf in maps:
             leaf.grad = None
-        local_contrastive_loss(*maps, config.region_size, config.temperature, "LR", volume_ids,
+        local_contrastive_loss(*maps, config.region_size, config.temperature, LocalStrategy.LR, volume_ids,
                                partition_ids).backward()
 
     seconds = interleaved_medians({"global": global_call, "local": local_call}, sizes.warmup, sizes.rounds, device)

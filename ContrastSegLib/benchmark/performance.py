@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ContrastSegError
-from ..training.precision import plan_execution  # before inference: training imports inference.slices
 from ..inference.slices import slice_probabilities
 from ..preprocess import preprocess_volume
+from ..runtime.precision import plan_execution
 from .kernel_cost import KernelCost, KernelSizes, contrastive_costs, supervised_local_costs
 from .stage_speed import StageSizes, StageSpeed, stage_speeds
 from .timing import interleaved_medians, machine_with_plans

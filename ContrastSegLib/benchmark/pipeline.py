@@ -8,7 +8,7 @@ refuse a split's test cases; this module only chooses their arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,29 +18,37 @@ from ..evaluation.report import pick_overlay_slice, save_overlay_png
 from ..inference.predict_job import run_predict
 from ..io import read_image, read_label
 from ..io.read import case_stem
-from ..models import UNetConfig
-from ..preprocess import PreprocessConfig
-from ..training.finetune import FinetuneConfig, FinetuneResult
+from ..runtime.progress import ProgressReporter
+from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, FinetuneConfig, PreprocessConfig, PretrainConfig, Stage,
+                        config_from_args)
+from ..training.finetune import FinetuneResult
 from ..training.finetune_job import run_finetune
 from ..training.methods import SUPERVISED_LOCAL, Method
-from ..training.pretrain import PretrainConfig
 from ..training.pretrain_job import run_pretrain
-from ..training.progress import ProgressReporter
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunSettings(ExecutionConfig):
     """Sizes and execution of every stage of one chain; ``seed`` seeds pre-training and fine-tuning alike."""
 
-    pretrain_iterations: int
-    finetune_iterations: int
-    seed: int = 0
-    batch_size: int = 16
-    volumes_per_batch: int = 4
-    channels: tuple[int, ...] = UNetConfig().channels
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: str = "auto"
+    pretrain_iterations: int = PretrainConfig.iterations
+    finetune_iterations: int = FinetuneConfig.iterations
+    seed: int = FinetuneConfig.seed
+    batch_size: int = FinetuneConfig.batch_size
+    volumes_per_batch: int = PretrainConfig.volumes_per_batch
+    channels: tuple[int, ...] = DEFAULT_CHANNELS
+
+    def pretrain_config(self, stage: str, strategy: str) -> PretrainConfig:
+        return replace(PretrainConfig(stage=stage, strategy=strategy), iterations=self.pretrain_iterations,
+                       volumes_per_batch=self.volumes_per_batch, **self._shared())
+
+    def finetune_config(self, method: Method) -> FinetuneConfig:
+        return replace(FinetuneConfig(), iterations=self.finetune_iterations, batch_size=self.batch_size,
+                       mixup=method.mixup, self_training_rounds=int(method.self_training), **self._shared())
+
+    def _shared(self) -> dict:
+        """What every stage takes alike: the seed and the execution settings."""
+        return {"seed": self.seed, **config_from_args(ExecutionConfig, self).to_json()}
 
 
 @dataclass(frozen=True)
@@ -54,14 +62,14 @@ class PretrainStep:
     @property
     def supervised(self) -> bool:
         """The supervised-local stage reads the labeled training volumes, so its weights depend on them."""
-        return self.stage == "supervised-local"
+        return self.stage == Stage.SUPERVISED_LOCAL
 
 
 def pretraining_steps(method: Method) -> list[PretrainStep]:
     """The stages of ``method`` in order: "GD+SLC" -> [global GD (chain "GD"), supervised-local (chain "GD+SLC")]."""
     steps, chain = [], ""
     for stage, strategy in method.pretraining:
-        name = SUPERVISED_LOCAL[1] if stage == "supervised-local" else strategy
+        name = SUPERVISED_LOCAL[1] if stage == Stage.SUPERVISED_LOCAL else strategy
         chain = f"{chain}+{name}" if chain else name
         steps.append(PretrainStep(stage, strategy, chain))
     return steps
@@ -72,9 +80,7 @@ def pretrain_stage(step: PretrainStep, data: Path, split: Path, out: Path, prepr
     """Run one stage into the checkpoint ``out`` on the split's training volumes (labels unused, except by the
     supervised-local stage, which reads the split's train_labeled cases). ``preprocess`` None: the ``init``
     checkpoint's. An interrupted stage resumes from its hidden resume file."""
-    config = PretrainConfig(stage=step.stage, strategy=step.strategy, iterations=settings.pretrain_iterations,
-                            volumes_per_batch=settings.volumes_per_batch, seed=settings.seed, device=settings.device,
-                            precision=settings.precision, channels_last=settings.channels_last)
+    config = settings.pretrain_config(step.stage, step.strategy)
     path, _ = run_pretrain([] if step.supervised else [data], out, config, preprocess, channels=settings.channels,
                            init=init, split=split, labeled=data if step.supervised else None,
                            reporter=ProgressReporter(f"pretrain-{step.stage}", settings.pretrain_iterations))
@@ -85,12 +91,9 @@ def finetune_method(method: Method, data: Path, split: Path, out: Path, preproce
                     init: Path | None, settings: RunSettings) -> tuple[Path, FinetuneResult]:
     """Fine-tune on the split's train_labeled cases (Mixup / self-training as ``method`` says; self-training
     pseudo-labels the split's train_unlabeled cases) into the checkpoint ``out``."""
-    config = FinetuneConfig(iterations=settings.finetune_iterations, batch_size=settings.batch_size,
-                            seed=settings.seed, device=settings.device, precision=settings.precision,
-                            channels_last=settings.channels_last, mixup=method.mixup,
-                            self_training_rounds=int(method.self_training))
+    config = settings.finetune_config(method)
     return run_finetune(data, out, config, preprocess, channels=settings.channels, split=split, init=init,
-                        reporter=ProgressReporter("finetune", settings.finetune_iterations))
+                        reporter=ProgressReporter("finetune", config.total_iterations))
 
 
 def predict_cases(model: Path, test_cases: Sequence[Case], predictions: Path, settings: RunSettings) -> None:

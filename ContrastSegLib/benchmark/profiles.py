@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import ContrastSegError
-from ..models import UNetConfig
+from ..settings import DEFAULT_CHANNELS, FinetuneConfig, PretrainConfig
 
 DEFAULT_METHODS = ("random", "GR", "GD-", "GD", "GD+LR", "GD+LD", "GD+SLC", "GD+LR+mixup", "GD+LR+self-training",
                    "full")
@@ -54,11 +54,12 @@ PROFILES = {
     "smoke": Profile("smoke", pretrain_iterations=5, finetune_iterations=30, crop=32, batch_size=4,
                      volumes_per_batch=2, channels=(8, 16, 16, 32), phantom_pool=3, brain_subjects=6, labeled=(1,),
                      seeds=1, methods=("random", "GD+LR"), performance=False),
-    "cpu": Profile("cpu", pretrain_iterations=200, finetune_iterations=200, crop=64, batch_size=16,
-                   volumes_per_batch=4, channels=UNetConfig().channels, phantom_pool=12, brain_subjects=16,
+    "cpu": Profile("cpu", pretrain_iterations=200, finetune_iterations=200, crop=64,
+                   batch_size=FinetuneConfig.batch_size, volumes_per_batch=PretrainConfig.volumes_per_batch,
+                   channels=DEFAULT_CHANNELS, phantom_pool=12, brain_subjects=16,
                    labeled=(1, 2, 8), seeds=3, methods=DEFAULT_METHODS, performance=True),
-    "paper": Profile("paper", pretrain_iterations=10000, finetune_iterations=10000, crop=None, batch_size=40,
-                     volumes_per_batch=10, channels=UNetConfig().channels, phantom_pool=32, brain_subjects=40,
+    "paper": Profile("paper", pretrain_iterations=PretrainConfig.iterations, finetune_iterations=10000, crop=None,
+                     batch_size=40, volumes_per_batch=10, channels=DEFAULT_CHANNELS, phantom_pool=32, brain_subjects=40,
                      labeled=(1, 2, 8), seeds=6, methods=DEFAULT_METHODS, performance=True),
 }
 

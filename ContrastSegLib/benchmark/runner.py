@@ -29,9 +29,9 @@ from ..errors import ContrastSegError
 from ..evaluation import summarise
 from ..io import atomic_path
 from ..models import UNetConfig
-from ..preprocess import PreprocessConfig
-from ..training.precision import resolve_device
-from ..training.progress import ProgressReporter
+from ..runtime.precision import resolve_device
+from ..runtime.progress import ProgressReporter
+from ..settings import ExecutionConfig, PreprocessConfig, config_from_args
 from .cells import Cell, check_counts, check_methods, method_of, plan_cells
 from .datasets import FOLDER_PREFIX, PreparedDataset, check_dataset_option, prepare_dataset
 from .environment import describe_environment
@@ -59,9 +59,9 @@ class BenchmarkRequest:
     crop: int | None = None
     pretrain_iterations: int | None = None
     finetune_iterations: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: str = "auto"
+    device: str = ExecutionConfig.device
+    precision: str = ExecutionConfig.precision
+    channels_last: str = ExecutionConfig.channels_last
     performance: bool | None = None
     command: str | None = None
 
@@ -119,8 +119,7 @@ class _CellRunner:
         return RunSettings(pretrain_iterations=p.pretrain_iterations, finetune_iterations=p.finetune_iterations,
                            seed=seed, batch_size=p.batch_size,
                            volumes_per_batch=min(p.volumes_per_batch, len(self.prepared.split.pool)),
-                           channels=p.channels, device=self.request.device, precision=self.request.precision,
-                           channels_last=self.request.channels_last)
+                           channels=p.channels, **config_from_args(ExecutionConfig, self.request).to_json())
 
     def result(self, cell: Cell) -> tuple[dict, bool]:
         """(the cell's result.json content, whether it was computed now)."""

@@ -18,14 +18,17 @@ from torch import nn
 
 from ..preprocess import PreparedVolume
 from ..sampling import LabeledSliceBank, PartitionSliceBank
-from ..training.finetune import BatchPipeline, FinetuneConfig, TrainingStep
-from ..training.precision import ExecutionPlan
-from ..training.pretrain import ContrastiveObjective, PretrainConfig, StageNetwork, attach_heads
+from ..settings import (FinetuneConfig, GlobalStrategy, LocalStrategy, PretrainConfig, Stage,
+                        SupervisedLocalMode)
+from ..runtime.precision import ExecutionPlan
+from ..training.finetune import BatchPipeline, TrainingStep
+from ..training.pretrain import ContrastiveObjective, StageNetwork, attach_heads
 from .timing import interleaved_medians, repeat
 from .workloads import NUM_CLASSES, fixed_batch, paper_unet
 
-CONTRASTIVE_STAGES = (("global", "GD", "global contrastive G^D"), ("local", "LR", "local contrastive L^R"),
-                      ("supervised-local", "stride", "supervised-local SLC, stride mode"))
+CONTRASTIVE_STAGES = ((Stage.GLOBAL, GlobalStrategy.GD, "global contrastive G^D"),
+                      (Stage.LOCAL, LocalStrategy.LR, "local contrastive L^R"),
+                      (Stage.SUPERVISED_LOCAL, SupervisedLocalMode.STRIDE, "supervised-local SLC, stride mode"))
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def stage_network(config: PretrainConfig, plan: ExecutionPlan, crop: int, seed: 
     model.to(plan.device)  # the heads are created on the CPU
     if plan.channels_last:
         model.to(memory_format=torch.channels_last)
-    if config.stage == "local":
+    if config.stage == Stage.LOCAL:
         model.encoder.eval()  # frozen, as in the pre-training loop
     return StageNetwork(model, config), trainable
 
@@ -124,7 +127,7 @@ def contrastive_speed(stage: str, strategy: str, name: str, sizes: StageSizes, p
     """Model-only vs pipeline images/s of one pre-training stage on slices of ``volumes``."""
     config = PretrainConfig(stage=stage, strategy=strategy, partitions=sizes.partitions,
                             volumes_per_batch=sizes.volumes_per_batch, seed=sizes.seed).check()
-    bank = (LabeledSliceBank(volumes, plan.device) if stage == "supervised-local" else
+    bank = (LabeledSliceBank(volumes, plan.device) if stage == Stage.SUPERVISED_LOCAL else
             PartitionSliceBank(volumes, sizes.partitions, plan.device))
     network, trainable = stage_network(config, plan, sizes.crop, sizes.seed)
     step = ContrastiveStep(trainable, plan, config.learning_rate)

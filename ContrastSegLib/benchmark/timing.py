@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..training.precision import plan_execution
+from ..runtime.precision import plan_execution
 
 
 def synchronize(device: torch.device) -> None:

@@ -14,11 +14,11 @@ from ..data.phantom import LABEL_COLORS, LABEL_NAMES, make_phantom
 from ..inference.predictor import Predictor
 from ..io import Volume
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreparedVolume, PreprocessConfig, preprocess_volume
+from ..preprocess import PreparedVolume, preprocess_volume
 from ..preprocess.geometry import resample_planes
-from ..training.checkpoint import Checkpoint, save_checkpoint
-from ..training.finetune import FinetuneConfig
-from ..training.precision import ExecutionPlan, plan_execution
+from ..runtime.checkpoint import Checkpoint, save_checkpoint
+from ..runtime.precision import ExecutionPlan, plan_execution
+from ..settings import FinetuneConfig, PreprocessConfig
 
 NUM_CLASSES = len(LABEL_NAMES)
 CLASS_VALUES = tuple(sorted(LABEL_NAMES))

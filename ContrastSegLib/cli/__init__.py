@@ -1,7 +1,9 @@
 """The ``contrastseg`` command: one sub-command per job, each with ``--help``.
 
 Errors of the input print as one line ``contrastseg: error: ...`` (and an ``error`` event on a non-terminal
-stdout) and exit with status 1.
+stdout) and exit with status 1. Every command runs inside ``runtime.stop.stop_on_signals``: a training loop that
+receives SIGINT or SIGTERM stops after its current step and its job writes the weights reached (exit status 0);
+anywhere else such a signal interrupts (status 130).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import ContrastSegError
+from ..runtime.stop import stop_on_signals
 from . import (benchmark_command, data_commands, demo_command, evaluate_command, finetune_command, info_command,
                predict_command, pretrain_command)
 
@@ -37,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with stop_on_signals():
+            return int(args.run(args) or 0)
     except ContrastSegError as error:
         if not sys.stdout.isatty():
             print(json.dumps({"event": "error", "stage": args.command, "message": str(error)}), flush=True)

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..preprocess import PreprocessConfig
-from ..training.precision import CHANNELS_LAST, DEVICES, PRECISIONS
-
-DEFAULT_CROP = 192
+from ..runtime.stop import Stopped
+from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, PreprocessConfig, add_options, config_from_args,
+                        options_given)
 
 
 def add_execution_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("execution")
-    group.add_argument("--device", default="auto", help=f"{' | '.join(DEVICES)} or cuda:N (default: auto = "
-                       "cuda > mps > cpu)")
-    group.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="auto: mixed precision on CUDA, bf16 + channels_last on CPUs with AMX/AVX512-BF16; "
-                            "fp32 turns it off (default: auto)")
-    group.add_argument("--channels-last", default="auto", choices=CHANNELS_LAST,
-                       help="channels_last memory format: auto = with mixed precision (default), on, off")
+    add_options(parser.add_argument_group("execution"), ExecutionConfig)
 
 
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
@@ -29,21 +22,24 @@ def add_preprocessing_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "preprocessing (stored in the checkpoint, reused by predict; with none of these options, the --init "
         "checkpoint's preprocessing is reused)")
-    group.add_argument("--spacing", type=float, default=None,
-                       help="in-plane spacing in mm to resample to (default: median of the training volumes)")
-    group.add_argument("--crop-size", type=int, default=None,
-                       help=f"side of the square slices, a multiple of 32 (default: {DEFAULT_CROP})")
-    group.add_argument("--slice-axis", type=int, choices=(0, 1, 2), default=None,
-                       help="array axis to slice along, 0 = k (default: the axis with the largest spacing)")
-    group.add_argument("--n4", action="store_true", help="N4 bias-field correction before normalisation")
+    add_options(group, PreprocessConfig, keep_unset=True)
 
 
 def preprocessing_from(args: argparse.Namespace) -> PreprocessConfig | None:
     """The preprocessing asked for on the command line, or None when no option was given."""
-    if args.spacing is None and args.crop_size is None and args.slice_axis is None and not args.n4:
-        return None
-    return PreprocessConfig(target_spacing=args.spacing, crop_size=args.crop_size or DEFAULT_CROP,
-                            slice_axis=args.slice_axis, n4=args.n4)
+    return config_from_args(PreprocessConfig, args) if options_given(PreprocessConfig, args) else None
+
+
+def add_channels_option(group: argparse._ArgumentGroup, note: str = "") -> None:
+    group.add_argument("--channels", type=channel_list, default=DEFAULT_CHANNELS,
+                       help=f"encoder widths (default: {_widths(DEFAULT_CHANNELS)} as the paper{note})")
+
+
+def written_line(out: Path, stopped: Stopped | None, losses: str) -> str:
+    """The command's last line: what it wrote, and whether a stop request ended training early."""
+    early = (f"stopped early by {stopped.signal} at step {stopped.step} of {stopped.planned}, keeping the weights "
+             "reached; " if stopped else "")
+    return f"{early}wrote {out} ({losses})"
 
 
 def positive_int(text: str) -> int:
@@ -59,5 +55,9 @@ def channel_list(text: str) -> tuple[int, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if len(values) < 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError("need at least two positive widths, e.g. 16,32,64,128,128,128")
+        raise argparse.ArgumentTypeError(f"need at least two positive widths, e.g. {_widths(DEFAULT_CHANNELS)}")
     return values
+
+
+def _widths(channels: tuple[int, ...]) -> str:
+    return ",".join(map(str, channels))

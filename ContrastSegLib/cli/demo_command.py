@@ -6,6 +6,7 @@ import argparse
 
 from ..demo import DemoConfig, run_demo
 from ..errors import ContrastSegError
+from ..settings import config_from_args
 from ..training.methods import parse_method
 from .common import add_execution_options, add_overwrite_option, positive_int
 
@@ -47,8 +48,5 @@ def method_list(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = DemoConfig(subjects=args.subjects, labeled=args.labeled, test=args.test, iterations=args.iterations,
-                        pretrain_iterations=args.pretrain_iterations, methods=args.methods, seed=args.seed,
-                        device=args.device, precision=args.precision, channels_last=args.channels_last)
-    run_demo(args.out, config, overwrite=args.overwrite)
+    run_demo(args.out, config_from_args(DemoConfig, args), overwrite=args.overwrite)
     return 0

@@ -9,7 +9,7 @@ from ..data.labels import LabelSet
 from ..errors import ContrastSegError
 from ..evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, evaluate_folders, format_table, summarise, write_rows
 from ..io import check_output_path
-from ..training.checkpoint import load_checkpoint
+from ..runtime.checkpoint import load_checkpoint
 from .common import add_overwrite_option
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..training.checkpoint import load_checkpoint
+from ..runtime.checkpoint import load_checkpoint
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "info", help="describe a checkpoint (stage, classes, preprocessing, training settings, lineage)",
+        "info", help="describe a checkpoint (stage, classes, preprocessing, training settings, early stop, lineage)",
         description="Print what a checkpoint holds, read safely (tensors only), without running anything.")
     parser.add_argument("--model", required=True, help="checkpoint (.pt)")
     parser.add_argument("--json", action="store_true", help="print the whole metadata as JSON")
@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         pre = meta["preprocessing"]
         lines.append(f"preprocessing spacing {pre.get('target_spacing')} mm, crop {pre.get('crop_size')}, "
                      f"slice axis {'auto' if pre.get('slice_axis') is None else pre['slice_axis']}, N4 {pre.get('n4')}")
+    if "stopped" in meta:
+        stopped = meta["stopped"]
+        lines.append(f"stopped       early by {stopped.get('signal')} at step {stopped.get('step')} of "
+                     f"{stopped.get('planned')} (the weights reached then)")
     if "config" in meta:
         lines.append("training      " + ", ".join(f"{k}={v}" for k, v in meta["config"].items()))
     data = meta.get("data") or {}

@@ -16,7 +16,7 @@ from ..data.discovery import discover
 from ..errors import ContrastSegError
 from ..io import atomic_path, check_output_path, image_suffix, read_image, write_image_like, write_volume
 from ..io.read import case_stem
-from ..training.progress import ProgressReporter
+from ..runtime.progress import ProgressReporter
 from .predictor import Prediction, Predictor
 
 

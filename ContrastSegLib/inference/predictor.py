@@ -14,9 +14,10 @@ from ..data.labels import LabelSet
 from ..errors import ContrastSegError
 from ..io import Volume
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreprocessConfig, preprocess_volume, restore_planes, to_volume_order
-from ..training.checkpoint import Checkpoint, load_checkpoint
-from ..training.precision import ExecutionPlan, plan_execution
+from ..preprocess import preprocess_volume, restore_planes, to_volume_order
+from ..runtime.checkpoint import Checkpoint, load_checkpoint
+from ..runtime.precision import ExecutionPlan, plan_execution
+from ..settings import PreprocessConfig
 from .slices import batched_probabilities
 
 

@@ -10,7 +10,8 @@ import torch
 from monai.metrics import compute_dice
 from torch import nn
 
-from ..training.precision import ExecutionPlan
+from ..models import evaluating
+from ..runtime.precision import ExecutionPlan
 
 # Test-time flips: identity, left-right, up-down, both (dims of a (B, C, H, W) tensor).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
@@ -20,9 +21,7 @@ def batched_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionP
                           flips: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first slice index, (B, C, P, P) float32 softmax probabilities on the plan's device) for batches of the
     (S, P, P) float32 ``slices``; with ``flips`` the mean over four flipped copies. The model runs in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for start in range(0, slices.shape[0], batch_size):
             batch = torch.from_numpy(slices[start:start + batch_size]).unsqueeze(1).to(plan.device)
             if plan.channels_last:
@@ -35,8 +34,6 @@ def batched_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionP
                 probabilities = probabilities.flip(dims) if dims else probabilities
                 total = probabilities if total is None else total + probabilities
             yield start, total / (len(FLIPS) if flips else 1)
-    finally:
-        model.train(was_training)
 
 
 def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,

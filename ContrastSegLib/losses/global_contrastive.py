@@ -25,7 +25,9 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-GLOBAL_STRATEGIES = ("GR", "GD-", "GD")
+from ..settings import GlobalStrategy
+
+GLOBAL_STRATEGIES = GlobalStrategy.values()
 
 
 def check_temperature(temperature: float) -> float:
@@ -65,7 +67,7 @@ def nt_xent(positive: torch.Tensor, negatives_lse: torch.Tensor) -> torch.Tensor
 
 
 def global_contrastive_loss(z: torch.Tensor, image_ids: torch.Tensor, volume_ids: torch.Tensor,
-                            partition_ids: torch.Tensor, strategy: str = "GD", temperature: float = 0.1
+                            partition_ids: torch.Tensor, strategy: str = GlobalStrategy.GD, temperature: float = 0.1
                             ) -> torch.Tensor:
     """Mean NT-Xent loss over the ordered positive pairs of ``strategy`` (see the module docstring).
 
@@ -94,8 +96,8 @@ def global_contrastive_loss(z: torch.Tensor, image_ids: torch.Tensor, volume_ids
     if (same_image & ((volume[:, None] != volume[None, :]) | ~same_partition)).any():
         raise ValueError("rows with the same image_id must have the same volume_id and partition_id")
     not_self = ~torch.eye(n, dtype=torch.bool, device=z.device)
-    positives = (same_partition if strategy == "GD" else same_image) & not_self
-    negatives = ~same_image if strategy == "GR" else ~same_partition
+    positives = (same_partition if strategy == GlobalStrategy.GD else same_image) & not_self
+    negatives = ~same_image if strategy == GlobalStrategy.GR else ~same_partition
     if not positives.any():
         return z.to(working_dtype(z)).sum() * 0.0
     with torch.autocast(device_type=z.device.type, enabled=False):

@@ -24,13 +24,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..settings import LocalStrategy
 from .global_contrastive import check_ids, check_temperature, masked_logsumexp, nt_xent, working_dtype
 
-LOCAL_STRATEGIES = ("LR", "LD")
+LOCAL_STRATEGIES = LocalStrategy.values()
 
 
 def local_contrastive_loss(f1: torch.Tensor, f2: torch.Tensor, region_size: int = 3, temperature: float = 0.1,
-                           strategy: str = "LR", volume_ids: torch.Tensor | None = None,
+                           strategy: str = LocalStrategy.LR, volume_ids: torch.Tensor | None = None,
                            partition_ids: torch.Tensor | None = None) -> torch.Tensor:
     """Mean NT-Xent loss over the (anchor, positive) region pairs of ``strategy`` (see the module docstring).
 
@@ -59,7 +60,7 @@ def local_contrastive_loss(f1: torch.Tensor, f2: torch.Tensor, region_size: int 
         raise ValueError(f"f1 and f2 must not be empty, got shape {tuple(f1.shape)}")
     if isinstance(region_size, bool) or not isinstance(region_size, int) or not 1 <= region_size <= min(h, w):
         raise ValueError(f"region_size must be an integer in [1, min(H, W) = {min(h, w)}], got {region_size!r}")
-    if strategy == "LD" and (volume_ids is None or partition_ids is None):
+    if strategy == LocalStrategy.LD and (volume_ids is None or partition_ids is None):
         raise ValueError("strategy 'LD' needs volume_ids and partition_ids")
     volume, partition = (None if ids is None else check_ids(name, ids, b, f1.device)
                          for name, ids in (("volume_ids", volume_ids), ("partition_ids", partition_ids)))
@@ -84,7 +85,7 @@ def local_contrastive_loss(f1: torch.Tensor, f2: torch.Tensor, region_size: int 
         image = torch.arange(b, device=f1.device).repeat(2)
         view = torch.arange(2, device=f1.device).repeat_interleave(b)
         positives = (image[:, None] == image[None, :]) & (view[:, None] != view[None, :])
-        if strategy == "LD":
+        if strategy == LocalStrategy.LD:
             volume, partition = volume[image], partition[image]
             positives |= (volume[:, None] != volume[None, :]) & (partition[:, None] == partition[None, :])
         return nt_xent(s, negatives_lse)[:, positives].mean()

@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from ..settings import SupervisedLocalMode
 from .global_contrastive import check_temperature, masked_logsumexp, working_dtype
 
-SUPERVISED_LOCAL_MODES = ("exact", "dense", "stride", "block")
+SUPERVISED_LOCAL_MODES = SupervisedLocalMode.values()
 CHUNK_BUDGET = 2 ** 24  # elements of one chunk's (anchors × pixels) similarity block of the streaming modes
 
 
@@ -125,7 +126,7 @@ def _pixels(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def supervised_local_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
-                                      mode: str = "exact", stride: int = 4, block_size: int = 16, *,
+                                      mode: str = SupervisedLocalMode.EXACT, stride: int = 4, block_size: int = 16, *,
                                       chunk_size: int | None = None) -> torch.Tensor:
     """Supervised per-pixel contrastive loss L over the pixels chosen by ``mode`` (see the module docstring).
 
@@ -164,11 +165,11 @@ def supervised_local_contrastive_loss(features: torch.Tensor, labels: torch.Tens
     labels = labels.to(features.device)
     with torch.autocast(device_type=features.device.type, enabled=False):
         features = features.to(working_dtype(features))
-        if mode == "dense":
+        if mode == SupervisedLocalMode.DENSE:
             total, count = _dense_terms(*_pixels(features, labels), tau)
             return total / count if count else total
-        if mode in ("exact", "stride"):
-            step = stride if mode == "stride" else 1
+        if mode in (SupervisedLocalMode.EXACT, SupervisedLocalMode.STRIDE):
+            step = stride if mode == SupervisedLocalMode.STRIDE else 1
             total, count = _streamed_terms(*_pixels(features[..., ::step, ::step], labels[..., ::step, ::step]),
                                            tau, chunk_size)
             return total / count if count else total

@@ -9,10 +9,14 @@ the contrastive stages) so they live in the same state dict as the rest.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
+
+from ..settings import DEFAULT_CHANNELS, unet_divisor
 
 
 @dataclass(frozen=True)
@@ -21,12 +25,12 @@ class UNetConfig:
 
     in_channels: int = 1
     num_classes: int = 4
-    channels: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
+    channels: tuple[int, ...] = DEFAULT_CHANNELS
 
     @property
     def divisor(self) -> int:
         """Input sides must be multiples of this (one halving per pooling step)."""
-        return 2 ** (len(self.channels) - 1)
+        return unet_divisor(self.channels)
 
     @property
     def decoder_channels(self) -> tuple[int, ...]:
@@ -118,3 +122,16 @@ def set_trainable(module: nn.Module, trainable: bool) -> None:
     """Freeze (``False``) or unfreeze the parameters of a part."""
     for parameter in module.parameters():
         parameter.requires_grad_(trainable)
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block; afterwards every submodule is back in its own mode (a frozen
+    part stays in eval mode)."""
+    modes = [(part, part.training) for part in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for part, mode in modes:
+            part.training = mode

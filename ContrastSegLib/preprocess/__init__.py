@@ -3,9 +3,10 @@
 from .pipeline import (
     PreparedVolume, labels_to_indices, preprocess_volume, restore_planes, restore_probabilities, to_volume_order,
 )
-from .record import PreprocessConfig, PreprocessRecord
+from .record import PreprocessRecord
+from .resolve import median_plane_spacing, resolve_preprocessing
 
 __all__ = [
-    "PreparedVolume", "PreprocessConfig", "PreprocessRecord", "labels_to_indices", "preprocess_volume",
-    "restore_planes", "restore_probabilities", "to_volume_order",
+    "PreparedVolume", "PreprocessRecord", "labels_to_indices", "median_plane_spacing", "preprocess_volume",
+    "resolve_preprocessing", "restore_planes", "restore_probabilities", "to_volume_order",
 ]

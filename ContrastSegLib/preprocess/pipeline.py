@@ -14,9 +14,10 @@ import torch
 
 from ..errors import ContrastSegError
 from ..io.volume import Volume
+from ..settings import PreprocessConfig
 from . import geometry
 from .intensity import n4_correct, normalise, percentile_range
-from .record import PreprocessConfig, PreprocessRecord
+from .record import PreprocessRecord
 
 
 @dataclass(frozen=True)

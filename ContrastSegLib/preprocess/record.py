@@ -1,35 +1,9 @@
-"""What preprocessing is asked to do (config) and what it did to one volume (record, used to invert it)."""
+"""What preprocessing did to one volume (the record used to invert it); what it is asked to do is
+``settings.PreprocessConfig``."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Settings shared by training and prediction; stored in every checkpoint.
-
-    target_spacing: in-plane spacing in mm (None: keep each volume's own); crop_size: side of the square slices;
-    slice_axis: array axis to slice along (0 = k, 1 = j, 2 = i; None: the axis with the largest spacing);
-    percentiles: intensity range mapped to [0, 1]; n4: N4 bias-field correction first.
-    """
-
-    target_spacing: float | None = None
-    crop_size: int = 128
-    slice_axis: int | None = None
-    percentiles: tuple[float, float] = (1.0, 99.0)
-    n4: bool = False
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "PreprocessConfig":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        if "percentiles" in values:
-            values["percentiles"] = tuple(values["percentiles"])
-        return cls(**values)
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,6 @@
-"""Training: execution plan (device, precision), progress events, checkpoints, the fine-tuning loop and job."""
+"""Training: the fine-tuning and pre-training loops and their jobs (files to checkpoint); the execution plan,
+checkpoints and progress events they use live in ``runtime``, their settings in ``settings``."""
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .finetune import FinetuneConfig, FinetuneResult, finetune
-from .precision import ExecutionPlan, plan_execution
-from .progress import ProgressReporter
+from .finetune import FinetuneResult, finetune
 
-__all__ = [
-    "Checkpoint", "ExecutionPlan", "FinetuneConfig", "FinetuneResult", "ProgressReporter", "finetune",
-    "load_checkpoint", "plan_execution", "save_checkpoint",
-]
+__all__ = ["FinetuneResult", "finetune"]

@@ -71,6 +71,15 @@ def gather_rows(local: torch.Tensor, context: DistributedContext) -> torch.Tenso
     return torch.cat(copies)
 
 
+def any_rank(flag: bool, context: DistributedContext, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank (every rank must ask at the same point); ``flag`` itself when alone."""
+    if not context.enabled:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def local_device(context: DistributedContext, device: str) -> str:
     """The device name for this rank: its own GPU under NCCL, else ``device``."""
     if context.enabled and torch.cuda.is_available() and device in ("auto", "cuda"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -17,62 +17,36 @@ import torch
 from torch import nn
 
 from ..augment import IntensityAugmentation, SpatialAugmentation
+from ..errors import ContrastSegError
 from ..inference.slices import foreground_dice, slice_probabilities
 from ..losses import DiceCrossEntropyLoss
 from ..preprocess import PreparedVolume
+from ..runtime.precision import ExecutionPlan, plan_execution
+from ..runtime.progress import ProgressReporter
+from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import LabeledSliceBank
-from ..errors import ContrastSegError
+from ..settings import FinetuneConfig, LrSchedule
 from .mixup import mixup
-from .precision import ExecutionPlan, plan_execution
 from .self_training import IGNORE, one_hot_targets, pseudo_label
-from .progress import ProgressReporter
-
-
-LR_SCHEDULES = ("cosine", "constant")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Settings of one fine-tuning run; stored in the checkpoint.
-
-    lr_schedule: "cosine" anneals the learning rate to 0 over the run, so the last weights — all there is without a
-    validation set — are not caught mid-oscillation; "constant" is the paper's setting.
-    """
-
-    iterations: int = 3000
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"
-    validate_every: int = 200
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: str = "auto"
-    augment: bool = True
-    mixup: bool = False
-    mixup_alpha: float = 0.4
-    ce_weight: float = 1.0
-    self_training_rounds: int = 0
-    pseudo_threshold: float = 0.9
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
 class FinetuneResult:
-    """losses: one per step; validation: (step, mean foreground Dice); best_step: step of the kept weights."""
+    """losses: one per step; validation: (step, mean foreground Dice); best_step: step of the kept weights;
+    stopped: set when a stop request ended the run early."""
 
     losses: list[float] = field(default_factory=list)
     validation: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None
     seconds: float = 0.0
+    stopped: Stopped | None = None
 
 
 class TrainingStep:
     """One optimisation step on a ready batch (forward, loss, backward, Adam) under an execution plan."""
 
-    def __init__(self, model: nn.Module, plan: ExecutionPlan, learning_rate: float, ce_weight: float = 1.0,
+    def __init__(self, model: nn.Module, plan: ExecutionPlan, learning_rate: float,
+                 ce_weight: float = FinetuneConfig.ce_weight,
                  cosine_steps: int | None = None):
         self.model, self.plan = model, plan
         self.loss_fn = DiceCrossEntropyLoss(ce_weight=ce_weight)
@@ -124,15 +98,15 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
              plan: ExecutionPlan | None = None, unlabeled: Sequence[PreparedVolume] = ()) -> FinetuneResult:
     """Train ``model`` (in place) on the labeled slices of ``train``; with ``config.self_training_rounds`` > 0,
     each further round adds pseudo-labels of ``unlabeled`` made by the current model and trains again for
-    ``config.iterations`` steps. Returns the loss curve and validation."""
+    ``config.iterations`` steps. A stop request (``runtime.stop``) ends the run, all rounds, after the current
+    step. Returns the loss curve and validation."""
+    config.check()
     plan = plan or plan_execution(config.device, config.precision, config.channels_last)
     rounds = config.self_training_rounds
     if rounds and not unlabeled:
         raise ContrastSegError("--self-training needs unlabeled volumes: pass --unlabeled DIR or a --split with "
                                "train_unlabeled cases")
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise ContrastSegError(f"--lr-schedule {config.lr_schedule}: choose one of {', '.join(LR_SCHEDULES)}")
-    total = config.iterations * (1 + rounds)
+    total = config.total_iterations
     reporter = reporter or ProgressReporter("finetune", total, enabled=False)
     model.to(plan.device)
     if plan.channels_last:
@@ -144,7 +118,10 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
     tracker = _BestWeights()
     result, start = FinetuneResult(), time.perf_counter()
     volumes = list(train)
+    keep_on_stop()
     for phase in range(rounds + 1):
+        if result.stopped:
+            break
         if phase:
             pseudo = pseudo_label(model, unlabeled, plan, config.pseudo_threshold)
             kept = float(np.mean([(v.label != IGNORE).mean() for v in pseudo]))
@@ -152,7 +129,9 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
                          f"pixels above confidence {config.pseudo_threshold}")
             volumes = list(train) + pseudo
         _train_phase(model, volumes, config, plan, phase * config.iterations, validation, reporter, result, tracker)
-    tracker.restore(model, result, reporter, total)
+    if result.stopped:
+        reporter.stopped(result.stopped.step, result.stopped.signal)
+    tracker.restore(model, result, reporter, result.stopped.step if result.stopped else total)
     result.seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
     return result
@@ -180,18 +159,19 @@ class _BestWeights:
 def _train_phase(model: nn.Module, volumes: Sequence[PreparedVolume], config: FinetuneConfig, plan: ExecutionPlan,
                  offset: int, validation: Sequence[PreparedVolume], reporter: ProgressReporter,
                  result: FinetuneResult, tracker: _BestWeights) -> None:
-    """``config.iterations`` steps on ``volumes`` (its own optimiser and schedule), steps counted from ``offset``."""
+    """``config.iterations`` steps on ``volumes`` (its own optimiser and schedule), steps counted from ``offset``;
+    fewer when a stop is requested (then ``result.stopped`` is set)."""
     num_classes = model.config.num_classes
     model.train()
     seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
     pipeline = BatchPipeline(LabeledSliceBank(volumes, plan.device), num_classes, seeded, plan.device)
     step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight,
-                           cosine_steps=config.iterations if config.lr_schedule == "cosine" else None)
+                           cosine_steps=config.iterations if config.lr_schedule == LrSchedule.COSINE else None)
     recent: list[torch.Tensor] = []
     for step in range(offset + 1, offset + config.iterations + 1):
         recent.append(step_fn(*pipeline.next_batch()))
-        last = step == offset + config.iterations
-        if len(recent) == 10 or last:
+        last, stop = step == offset + config.iterations, stop_requested()
+        if len(recent) == 10 or last or stop:
             values = torch.stack(recent).float().cpu().tolist()
             result.losses.extend(values)
             recent.clear()
@@ -201,6 +181,9 @@ def _train_phase(model: nn.Module, volumes: Sequence[PreparedVolume], config: Fi
             result.validation.append((step, dice))
             reporter.log(f"step {step}: validation Dice {dice:.4f}")
             tracker.offer(model, step, dice)
+        if stop:
+            result.stopped = Stopped(step, config.total_iterations, stop)
+            return
 
 
 def validation_dice(model: nn.Module, volumes: Sequence[PreparedVolume], plan: ExecutionPlan,

@@ -18,11 +18,11 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import Volume, check_output_path, read_image, read_label
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreparedVolume, PreprocessConfig, preprocess_volume
-from ..preprocess.geometry import choose_slice_axis, plane_spacing
-from .checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
-from .finetune import FinetuneConfig, FinetuneResult, finetune
-from .progress import ProgressReporter
+from ..preprocess import PreparedVolume, preprocess_volume, resolve_preprocessing
+from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
+from ..runtime.progress import ProgressReporter
+from ..settings import DEFAULT_CHANNELS, FinetuneConfig, PreprocessConfig
+from .finetune import FinetuneResult, finetune
 
 
 @dataclass(frozen=True)
@@ -60,20 +60,6 @@ def label_set_for(dataset: Dataset, pairs: Sequence[LabeledVolume]) -> LabelSet:
     return LabelSet.build(values)
 
 
-def resolve_preprocessing(config: PreprocessConfig, pairs: Sequence[LabeledVolume], divisor: int) -> PreprocessConfig:
-    """Fill ``target_spacing`` (median in-plane spacing of the training volumes when unset) and check the crop."""
-    if config.crop_size % divisor:
-        raise ContrastSegError(
-            f"--crop-size {config.crop_size} must be a multiple of {divisor} (the UNet halves the image "
-            f"{int(np.log2(divisor))} times); try {max(divisor, round(config.crop_size / divisor) * divisor)}"
-        )
-    if config.target_spacing is not None:
-        return config
-    spacings = [min(plane_spacing(p.image.spacing, choose_slice_axis(p.image.spacing, config.slice_axis)))
-                for p in pairs]
-    return PreprocessConfig(**{**config.to_json(), "target_spacing": round(float(np.median(spacings)), 4)})
-
-
 def initialise_model(model: UNet2D, init: Checkpoint, source: str, labels: LabelSet) -> list[str]:
     """Copy the matching tensors of ``init`` into ``model``; the segmentation head only when the classes agree.
 
@@ -97,7 +83,7 @@ def run_finetune(
     out: str | os.PathLike,
     config: FinetuneConfig = FinetuneConfig(),
     preprocess: PreprocessConfig | None = None,
-    channels: tuple[int, ...] = UNetConfig().channels,
+    channels: tuple[int, ...] = DEFAULT_CHANNELS,
     split: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
     channel: int | None = None,
@@ -110,23 +96,26 @@ def run_finetune(
     With ``split``, only its ``train_labeled`` cases train and its ``validation`` cases validate; a test case is
     refused. Without, every labeled case trains and there is no validation. ``preprocess`` None: the ``init``
     checkpoint's preprocessing (a pre-trained encoder expects its own spacing and crop), else the default
-    (crop 192, spacing = median in-plane spacing of the training volumes). With self-training
-    (``config.self_training_rounds``), pseudo-labels are made for the volumes of ``unlabeled``, or else for the
-    split's train_unlabeled cases.
+    ``PreprocessConfig()``; an unset spacing becomes the median in-plane spacing of the training volumes. With
+    self-training (``config.self_training_rounds``), pseudo-labels are made for the volumes of ``unlabeled``, or
+    else for the split's train_unlabeled cases. A stop request (``runtime.stop``) ends training early; the checkpoint
+    then holds the best weights so far (with validation), else the last, and says where it stopped.
     """
+    config.check()
     out = check_output_path(out, overwrite)
-    reporter = reporter or ProgressReporter("finetune", config.iterations)
+    reporter = reporter or ProgressReporter("finetune", config.total_iterations)
     dataset = discover(labeled, channel=channel)
     train_cases, validation_cases = _training_cases(dataset, split)
     init_checkpoint = load_checkpoint(init) if init else None
+    if preprocess is None:
+        inherited = init_checkpoint.metadata.get("preprocessing") if init_checkpoint else None
+        preprocess = PreprocessConfig.from_json(inherited) if inherited else PreprocessConfig()
+    preprocess.check(channels)
     train_pairs = read_labeled_cases(dataset, train_cases)
     validation_pairs = read_labeled_cases(dataset, validation_cases)
     labels = label_set_for(dataset, train_pairs)
     model_config = UNetConfig(in_channels=1, num_classes=labels.num_classes, channels=tuple(channels))
-    if preprocess is None:
-        inherited = init_checkpoint.metadata.get("preprocessing") if init_checkpoint else None
-        preprocess = PreprocessConfig.from_json(inherited) if inherited else PreprocessConfig(crop_size=192)
-    preprocess = resolve_preprocessing(preprocess, train_pairs, model_config.divisor)
+    preprocess = resolve_preprocessing(preprocess, [p.image.spacing for p in train_pairs], channels)
     train = [_prepare(p, preprocess, labels) for p in train_pairs]
     validation = [_prepare(p, preprocess, labels) for p in validation_pairs]
     pseudo_pool = _self_training_pool(config, dataset, split, unlabeled, preprocess)
@@ -148,10 +137,12 @@ def run_finetune(
         "result": {"best_step": result.best_step, "final_loss": float(np.mean(result.losses[-10:])),
                    "validation": result.validation, "seconds": round(result.seconds, 2)},
         "lineage": lineage_after(init_checkpoint, init),
-        "step": config.iterations,
+        "step": result.stopped.step if result.stopped else config.iterations,
     }
+    if result.stopped:
+        metadata["stopped"] = result.stopped.to_json()
     save_checkpoint(Checkpoint(model.state_dict(), metadata), out, overwrite=overwrite)
-    reporter.checkpoint(str(out), config.iterations)
+    reporter.checkpoint(str(out), metadata["step"])
     reporter.finished(checkpoint=str(out), best_step=result.best_step)
     return out, result
 

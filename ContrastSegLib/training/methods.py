@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ContrastSegError
-from .pretrain import STRATEGIES
+from ..settings import DEFAULT_STRATEGY, STRATEGIES, Stage
 
-SUPERVISED_LOCAL = ("supervised-local", "SLC")
-SUPERVISED_LOCAL_MODE = "stride"  # the cheap mode of Hu et al. 2021, every 4th pixel
+SUPERVISED_LOCAL = (Stage.SUPERVISED_LOCAL.value, "SLC")  # the names of that stage in a method name
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Method:
     @property
     def pretraining(self) -> tuple[tuple[str, str], ...]:
         """The (stage, strategy) pairs to run, in order."""
-        stages = [("global", self.global_strategy)] if self.global_strategy else []
+        stages = [(Stage.GLOBAL.value, self.global_strategy)] if self.global_strategy else []
         return tuple(stages + ([self.second_stage] if self.second_stage else []))
 
 
@@ -36,18 +35,21 @@ def parse_method(name: str) -> Method:
     parts = [p.strip() for p in name.split("+") if p.strip()]
     mixup, self_training = "mixup" in parts, "self-training" in parts
     parts = [p for p in parts if p not in ("mixup", "self-training")]
+    strategies = {stage: ", ".join(names) for stage, names in STRATEGIES.items()}
     if not parts:
-        raise ContrastSegError(f"method {name!r}: name an initialisation (random, {', '.join(STRATEGIES['global'])})")
+        raise ContrastSegError(f"method {name!r}: name an initialisation (random, {strategies[Stage.GLOBAL]})")
     first, rest = parts[0], parts[1:]
     if first == "random" and not rest:
         return Method(name, mixup=mixup, self_training=self_training)
-    if first in STRATEGIES["global"] and len(rest) <= 1:
+    if first in STRATEGIES[Stage.GLOBAL] and len(rest) <= 1:
         if not rest:
             return Method(name, first, None, mixup, self_training)
-        if rest[0] in STRATEGIES["local"]:
-            return Method(name, first, ("local", rest[0]), mixup, self_training)
+        if rest[0] in STRATEGIES[Stage.LOCAL]:
+            return Method(name, first, (Stage.LOCAL.value, rest[0]), mixup, self_training)
         if rest[0] in SUPERVISED_LOCAL:
-            return Method(name, first, ("supervised-local", SUPERVISED_LOCAL_MODE), mixup, self_training)
+            stage = Stage.SUPERVISED_LOCAL.value
+            return Method(name, first, (stage, DEFAULT_STRATEGY[stage]), mixup, self_training)
     raise ContrastSegError(
-        f"method {name!r} is not one of: random, a global strategy ({', '.join(STRATEGIES['global'])}) optionally "
-        f"followed by +{' or +'.join(STRATEGIES['local'])} or +supervised-local, each optionally +mixup / +self-training")
+        f"method {name!r} is not one of: random, a global strategy ({strategies[Stage.GLOBAL]}) optionally "
+        f"followed by +{' or +'.join(STRATEGIES[Stage.LOCAL])} or +supervised-local, each optionally +mixup / "
+        "+self-training")

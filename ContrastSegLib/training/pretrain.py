@@ -11,7 +11,7 @@ generator state, step), and ``resume`` puts it back.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -20,80 +20,36 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..augment import GlobalViews, IntensityAugmentation, IntensityViews, SpatialAugmentation
-from ..errors import ContrastSegError
 from ..losses import global_contrastive_loss, local_contrastive_loss, supervised_local_contrastive_loss
 from ..models import UNet2D, global_head, local_head, pixel_head, set_trainable
+from ..runtime.precision import ExecutionPlan
+from ..runtime.progress import ProgressReporter
+from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import PartitionSliceBank, TaggedBatch
-from .distributed import DistributedContext, gather_rows
-from .precision import ExecutionPlan
-from .progress import ProgressReporter
-
-# The supervised-local stage's "strategy" is the computation mode of its loss (Hu et al. 2021).
-STRATEGIES = {"global": ("GR", "GD-", "GD"), "local": ("LR", "LD"),
-              "supervised-local": ("stride", "block", "exact", "dense")}
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Settings of one pre-training stage; stored in its checkpoint. A batch holds volumes_per_batch × partitions
-    slices (for G^R, L^R and the supervised-local stage the same number of slices drawn at random); stride and
-    block_size belong to the supervised-local modes "stride" and "block"."""
-
-    stage: str = "global"
-    strategy: str = "GD"
-    iterations: int = 10000
-    partitions: int = 4
-    volumes_per_batch: int = 4
-    learning_rate: float = 1e-3
-    temperature: float = 0.1
-    decoder_blocks: int = 3
-    region_size: int = 3
-    stride: int = 4
-    block_size: int = 16
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: str = "auto"
-    checkpoint_every: int = 500
-
-    def check(self) -> "PretrainConfig":
-        if self.stage not in STRATEGIES:
-            raise ContrastSegError(f"--stage {self.stage}: choose one of {', '.join(STRATEGIES)}")
-        if self.strategy not in STRATEGIES[self.stage]:
-            raise ContrastSegError(f"--strategy {self.strategy} is not a {self.stage} strategy; choose one of "
-                                   f"{', '.join(STRATEGIES[self.stage])}")
-        if self.temperature <= 0 or self.partitions < 1 or self.volumes_per_batch < 1:
-            raise ContrastSegError("--temperature, --partitions and --volumes-per-batch must be positive")
-        return self
-
-    @property
-    def uses_domain(self) -> bool:
-        """Whether batches need the (volume, partition) structure: G^D-, G^D and L^D."""
-        return self.strategy in ("GD-", "GD", "LD")
-
-    def to_json(self) -> dict:
-        return asdict(self)
+from ..settings import GlobalStrategy, PretrainConfig, Stage
+from .distributed import DistributedContext, any_rank, gather_rows
 
 
 @dataclass
 class PretrainState:
     """What a resumed run needs: the finished step, the optimiser, the fp16 gradient scaler and the sampling
-    generator's state."""
+    generator's state; ``stopped`` is set when a stop request ended the run early."""
 
     step: int = 0
     optimizer: dict | None = None
     scaler: dict | None = None
     generator: torch.Tensor | None = None
     losses: list[float] = field(default_factory=list)
+    stopped: Stopped | None = None
 
 
 def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[nn.Parameter]:
     """Add g1 or g2 to ``model.heads`` and freeze every part the stage does not train; returns the trainable
     parameters (global: encoder + g1; local: the first l decoder blocks + g2)."""
-    if config.stage == "global":
+    if config.stage == Stage.GLOBAL:
         model.heads["g1"] = global_head(model, crop_size)
         parts = [model.encoder, model.heads["g1"]]
-    elif config.stage == "supervised-local":
+    elif config.stage == Stage.SUPERVISED_LOCAL:
         model.heads["gs"] = pixel_head(model)
         parts = [model.encoder, model.decoder, model.heads["gs"]]
     else:
@@ -115,9 +71,9 @@ class StageNetwork(nn.Module):
         self.model, self.stage, self.decoder_blocks = model, config.stage, config.decoder_blocks
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.stage == "global":
+        if self.stage == Stage.GLOBAL:
             return self.model.heads["g1"](self.model.encode(images)[-1])
-        if self.stage == "supervised-local":
+        if self.stage == Stage.SUPERVISED_LOCAL:
             return self.model.heads["gs"](self.model.decode(self.model.encode(images)))
         with torch.no_grad():
             features = self.model.encode(images)
@@ -135,7 +91,7 @@ class ContrastiveObjective:
 
     def draw(self, bank, generator: torch.Generator) -> TaggedBatch | tuple[torch.Tensor, torch.Tensor]:
         """A tagged batch of unlabeled slices, or (images, labels) of labeled ones for the supervised-local stage."""
-        if self.config.stage == "supervised-local":
+        if self.config.stage == Stage.SUPERVISED_LOCAL:
             return bank.sample(self.config.volumes_per_batch * self.config.partitions, generator)
         if self.config.uses_domain:
             return bank.sample(self.config.volumes_per_batch, generator)
@@ -143,11 +99,11 @@ class ContrastiveObjective:
 
     def loss(self, batch, generator: torch.Generator) -> torch.Tensor:
         """The loss of the whole global batch (identical on every rank)."""
-        if self.config.stage == "supervised-local":
+        if self.config.stage == Stage.SUPERVISED_LOCAL:
             return self._supervised_local_loss(*batch, generator)
-        if self.config.stage == "global":
+        if self.config.stage == Stage.GLOBAL:
             first, second = self.global_views(batch.images, generator)
-            views = [first, second] if self.config.strategy == "GR" else [batch.images, first, second]
+            views = [first, second] if self.config.strategy == GlobalStrategy.GR else [batch.images, first, second]
             z = self.embed(torch.cat(views))
             repeat = len(views)
             return global_contrastive_loss(z, batch.image_ids.repeat(repeat), batch.volume_ids.repeat(repeat),
@@ -187,14 +143,15 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
              on_checkpoint: Callable[[PretrainState], None] | None = None,
              context: DistributedContext = DistributedContext()) -> PretrainState:
     """Run ``config.iterations`` steps (continuing from ``state``); ``on_checkpoint`` every ``checkpoint_every``
-    steps and at the end (on the main rank). ``model`` must already carry its heads (see :func:`attach_heads`)."""
+    steps and at the end (on the main rank). ``model`` must already carry its heads (see :func:`attach_heads`). A
+    stop request (``runtime.stop``, on any rank) ends the run after the current step, without ``on_checkpoint``."""
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=False)
     state = state or PretrainState()
     model.to(plan.device)
     if plan.channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
-    if config.stage == "local":
+    if config.stage == Stage.LOCAL:
         model.encoder.eval()  # frozen: its BatchNorm statistics stay as pre-trained
     optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
     generator = torch.Generator(device=plan.device).manual_seed(config.seed)
@@ -214,6 +171,7 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
     reporter.started(first_step=state.step, strategy=config.strategy, device=plan.describe(),
                      slices=bank.num_slices, volumes=bank.num_volumes)
     start = time.perf_counter()
+    keep_on_stop()
     for step in range(state.step + 1, config.iterations + 1):
         loss = objective.loss(objective.draw(bank, generator), generator)
         optimizer.zero_grad(set_to_none=True)
@@ -223,11 +181,15 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
         state.losses.append(float(loss.detach()))
         state.step = step
         reporter.update(step, loss=state.losses[-1])
+        if any_rank(stop_requested() is not None, context, plan.device):
+            state.stopped = Stopped(step, config.iterations, stop_requested() or "SIGTERM")
+            reporter.stopped(step, state.stopped.signal)
+            break
         if on_checkpoint is not None and context.is_main and (step % config.checkpoint_every == 0 or step == config.iterations):
             state.optimizer, state.generator = optimizer.state_dict(), generator.get_state()
             state.scaler = scaler.state_dict()
             on_checkpoint(state)
-    reporter.log(f"{config.stage} stage ({config.strategy}): {config.iterations - first_step} steps in "
+    reporter.log(f"{config.stage} stage ({config.strategy}): {state.step - first_step} steps in "
                  f"{time.perf_counter() - start:.0f} s")
     model.to(memory_format=torch.contiguous_format)
     return state

@@ -3,7 +3,8 @@ preprocess them, run one contrastive stage, and write the checkpoint of the part
 
 Progress is saved every ``checkpoint_every`` steps to a hidden resume file beside the output; running the same
 command again after an interruption (even SIGKILL) continues from it and ends with the same weights as an
-uninterrupted run. The output itself appears only when the stage is complete.
+uninterrupted run. The output itself appears only when the stage is complete, or when a stop request
+(``runtime.stop``) ended it early: then it holds the weights reached, and the resume file is removed.
 """
 
 from __future__ import annotations
@@ -22,22 +23,23 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import check_output_path, read_image
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreprocessConfig, preprocess_volume
+from ..preprocess import preprocess_volume, resolve_preprocessing
+from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
+from ..runtime.precision import plan_execution
+from ..runtime.progress import ProgressReporter
 from ..sampling import LabeledSliceBank, PartitionSliceBank
-from .checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
+from ..settings import DEFAULT_CHANNELS, PreprocessConfig, PretrainConfig, Stage
 from .distributed import DistributedContext, local_device
 from .finetune_job import label_set_for, read_labeled_cases
-from .precision import plan_execution
-from .pretrain import PretrainConfig, PretrainState, attach_heads, pretrain
-from .progress import ProgressReporter
+from .pretrain import PretrainState, attach_heads, pretrain
 
 
 def pretraining_parts(config: PretrainConfig) -> tuple[str, ...]:
     """State-dict prefixes a stage trains (and so writes): the encoder and g1, or the encoder, the first l decoder
     blocks and g2. Fine-tuning then loads exactly these and starts the rest from random."""
-    if config.stage == "global":
+    if config.stage == Stage.GLOBAL:
         return ("encoder.", "heads.g1.")
-    if config.stage == "supervised-local":
+    if config.stage == Stage.SUPERVISED_LOCAL:
         return ("encoder.", "decoder.", "heads.gs.")
     return ("encoder.",) + tuple(f"decoder.{i}." for i in range(config.decoder_blocks)) + ("heads.g2.",)
 
@@ -47,7 +49,7 @@ def run_pretrain(
     out: str | os.PathLike,
     config: PretrainConfig,
     preprocess: PreprocessConfig | None = None,
-    channels: tuple[int, ...] = UNetConfig().channels,
+    channels: tuple[int, ...] = DEFAULT_CHANNELS,
     init: str | os.PathLike | None = None,
     split: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -58,37 +60,38 @@ def run_pretrain(
     """Run one pre-training stage and write the checkpoint ``out`` (under torchrun: every rank trains on its shard
     of each global batch, rank 0 writes, every rank resumes). The global and local stages use the volumes of
     ``unlabeled``; the supervised-local stage the labeled volumes of ``labeled`` (with ``split``: its train_labeled
-    cases only)."""
+    cases only). ``preprocess`` None: the ``init`` checkpoint's, else the default; an unset spacing becomes the
+    median in-plane spacing of the volumes the stage trains on."""
     config.check()
     out = check_output_path(out, overwrite)
     resume_path = out.with_name(f".{out.name}.resume")
     init_checkpoint = load_checkpoint(init) if init else None
-    if config.stage != "global" and init_checkpoint is None:
+    if config.stage != Stage.GLOBAL and init_checkpoint is None:
         raise ContrastSegError(f"--stage {config.stage} starts from the global stage's encoder; pass --init "
                                "global.pt (the output of --stage global)")
-    if config.stage == "supervised-local" and labeled is None:
+    if config.stage == Stage.SUPERVISED_LOCAL and labeled is None:
         raise ContrastSegError("--stage supervised-local learns from labeled volumes; pass --labeled DIR")
     if init_checkpoint is not None:
         channels = tuple(init_checkpoint.metadata["architecture"]["channels"])
         if preprocess is None and "preprocessing" in init_checkpoint.metadata:
             preprocess = PreprocessConfig.from_json(init_checkpoint.metadata["preprocessing"])
-    preprocess = preprocess or PreprocessConfig(crop_size=192)
+    preprocess = (preprocess or PreprocessConfig()).check(channels)
     model_config = UNetConfig(in_channels=1, num_classes=2, channels=tuple(channels))
-    if preprocess.crop_size % model_config.divisor or preprocess.target_spacing is None:
-        raise ContrastSegError(f"pre-training needs --spacing and a --crop-size that is a multiple of "
-                               f"{model_config.divisor}; the fine-tuning stage reuses them")
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=context.is_main)
     plan = plan_execution(local_device(context, config.device), config.precision, config.channels_last)
     labels = None
-    if config.stage == "supervised-local":
+    if config.stage == Stage.SUPERVISED_LOCAL:
         if unlabeled:
             reporter.log("the supervised-local stage learns from the labeled volumes only; --unlabeled is not used")
-        bank, cases, labels = _labeled_bank(labeled, split, preprocess, plan.device)
+        bank, cases, labels, preprocess = _labeled_bank(labeled, split, preprocess, channels, plan.device)
     else:
         if not unlabeled:
             raise ContrastSegError(f"--stage {config.stage} learns from unlabeled volumes; pass --unlabeled DIR")
         cases = unlabeled_cases(unlabeled, split)
-        slices = [preprocess_volume(read_image(c.image, channel=c.channel), preprocess).image for c in cases]
+        images = [read_image(c.image, channel=c.channel) for c in cases]
+        preprocess = resolve_preprocessing(preprocess, [image.spacing for image in images], channels)
+        slices = [preprocess_volume(image, preprocess).image for image in images]
+        del images
         bank = PartitionSliceBank(slices, config.partitions, plan.device, names=[str(c.image) for c in cases])
     torch.manual_seed(config.seed)
     model = UNet2D(model_config)
@@ -120,6 +123,8 @@ def run_pretrain(
     weights = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
     final = {**metadata, "step": state.step, "result": {"first_loss": state.losses[0] if state.losses else None,
                                                         "final_loss": float(np.mean(state.losses[-10:]))}}
+    if state.stopped:
+        final["stopped"] = state.stopped.to_json()
     save_checkpoint(Checkpoint(weights, final), out, overwrite=overwrite)
     resume_path.unlink(missing_ok=True)
     reporter.checkpoint(str(out), state.step)
@@ -127,8 +132,9 @@ def run_pretrain(
     return out, state
 
 
-def _labeled_bank(labeled, split, preprocess: PreprocessConfig, device: torch.device):
-    """(LabeledSliceBank, cases, LabelSet) of the labeled training volumes; a split's other groups never enter."""
+def _labeled_bank(labeled, split, preprocess: PreprocessConfig, channels, device: torch.device):
+    """(LabeledSliceBank, cases, LabelSet, the resolved preprocessing) of the labeled training volumes; a split's
+    other groups never enter."""
     dataset = discover(labeled)
     if split is not None:
         loaded = load_split(split)
@@ -140,8 +146,9 @@ def _labeled_bank(labeled, split, preprocess: PreprocessConfig, device: torch.de
         raise ContrastSegError(f"{labeled}: no labeled training volumes for the supervised-local stage")
     pairs = read_labeled_cases(dataset, cases)
     labels = label_set_for(dataset, pairs)
+    preprocess = resolve_preprocessing(preprocess, [p.image.spacing for p in pairs], channels)
     prepared = [preprocess_volume(p.image, preprocess, p.label, labels.values) for p in pairs]
-    return LabeledSliceBank(prepared, device), cases, labels
+    return LabeledSliceBank(prepared, device), cases, labels, preprocess
 
 
 def _load_pretrained(model: UNet2D, checkpoint: Checkpoint) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..inference.slices import slice_probabilities
 from ..preprocess import PreparedVolume
-from .precision import ExecutionPlan
+from ..runtime.precision import ExecutionPlan
 
 IGNORE = 255
 

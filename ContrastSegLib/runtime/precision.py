@@ -15,10 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ContrastSegError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-CHANNELS_LAST = ("auto", "on", "off")
+from ..settings import ChannelsLast, Device, ExecutionConfig, Precision
 
 
 @dataclass(frozen=True)
@@ -40,16 +37,15 @@ class ExecutionPlan:
         return f"{self.device.type}, {dtype}" + (", channels_last" if self.channels_last else "")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = ExecutionConfig.device) -> torch.device:
     """``auto``: cuda, else mps, else cpu; an explicit device that is not available is an error."""
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise ContrastSegError(f"--device {name}: unknown device; choose one of {', '.join(DEVICES)}")
+    ExecutionConfig(device=name).check()
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
+    if name == Device.AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ContrastSegError(f"--device {name}: no CUDA GPU is available here; use --device cpu (or auto)")
-    if name == "mps" and not has_mps:
+    if name == Device.MPS and not has_mps:
         raise ContrastSegError("--device mps: Apple MPS is not available here; use --device cpu (or auto)")
     return torch.device(name)
 
@@ -67,24 +63,22 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def plan_execution(device: str = "auto", precision: str = "auto", channels_last: str = "auto") -> ExecutionPlan:
+def plan_execution(device: str = ExecutionConfig.device, precision: str = ExecutionConfig.precision,
+                   channels_last: str = ExecutionConfig.channels_last) -> ExecutionPlan:
     """Choose device, autocast dtype and memory format for ``device`` and ``precision`` (see module doc);
     ``channels_last`` "on"/"off" overrides the automatic choice (on with mixed precision)."""
-    if precision not in PRECISIONS:
-        raise ContrastSegError(f"--precision {precision}: unknown; choose one of {', '.join(PRECISIONS)}")
+    ExecutionConfig(device, precision, channels_last).check()
     target = resolve_device(device)
     dtype: torch.dtype | None = None
     if target.type == "cuda":
-        if precision == "auto":
+        if precision == Precision.AUTO:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif precision in ("bf16", "fp16"):
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        elif precision in (Precision.BF16, Precision.FP16):
+            dtype = torch.bfloat16 if precision == Precision.BF16 else torch.float16
     elif target.type == "cpu":
-        if precision == "bf16" or (precision == "auto" and cpu_has_native_bf16()):
+        if precision == Precision.BF16 or (precision == Precision.AUTO and cpu_has_native_bf16()):
             dtype = torch.bfloat16
-        elif precision == "fp16":
+        elif precision == Precision.FP16:
             raise ContrastSegError("--precision fp16 is for CUDA GPUs; on the CPU use bf16 or fp32")
-    if channels_last not in CHANNELS_LAST:
-        raise ContrastSegError(f"--channels-last {channels_last}: choose one of {', '.join(CHANNELS_LAST)}")
-    layout = dtype is not None if channels_last == "auto" else channels_last == "on"
+    layout = dtype is not None if channels_last == ChannelsLast.AUTO else channels_last == ChannelsLast.ON
     return ExecutionPlan(target, dtype, layout, scale_gradients=dtype == torch.float16)

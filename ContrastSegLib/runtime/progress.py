@@ -2,7 +2,8 @@
 a tqdm bar on a terminal.
 
 Events: ``started``, ``progress`` (stage, step, total, loss, eta_s), ``checkpoint`` (path, step), ``log``
-(message), ``finished`` and ``error`` (message). One JSON object per line, nothing else on that line.
+(message), ``stopped`` (step, total, signal: a stop request ended the run early), ``finished`` and ``error``
+(message). One JSON object per line, nothing else on that line.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class ProgressReporter:
             self._bar.write(message, file=sys.stderr)
         else:
             print(message, file=sys.stderr)
+
+    def stopped(self, step: int, signal: str) -> None:
+        """The run stops early, after ``step`` of ``total`` steps, because ``signal`` asked it to."""
+        self.emit("stopped", step=step, total=self.total, signal=signal)
 
     def checkpoint(self, path: str, step: int) -> None:
         self.emit("checkpoint", path=str(path), step=step)

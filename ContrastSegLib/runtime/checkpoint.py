@@ -6,7 +6,8 @@ The file is a dict ``{"format": "contrastseg-checkpoint", "format_version": 1, "
 
 Metadata keys: ``architecture`` (UNetConfig), ``labels`` (values, names, colours), ``preprocessing``
 (PreprocessConfig), ``stage``, ``config`` (the stage's dataclass), ``lineage`` (list of earlier stages),
-``step``, ``library_version``, ``created``.
+``step``, ``stopped`` (step, planned, signal; only in a run that a stop request ended early), ``library_version``,
+``created``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from .. import __version__
 from ..errors import ContrastSegError
 from ..io.write import atomic_path
+from .stop import shielded
 
 FORMAT = "contrastseg-checkpoint"
 FORMAT_VERSION = 1
@@ -41,7 +43,8 @@ class Checkpoint:
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, overwrite: bool = True) -> Path:
-    """Write ``checkpoint`` atomically (temporary file + rename); metadata gets version and time stamps."""
+    """Write ``checkpoint`` atomically (temporary file + rename, shielded from stop signals); metadata gets version
+    and time stamps."""
     metadata = dict(checkpoint.metadata)
     metadata.setdefault("library_version", __version__)
     metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -55,7 +58,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, overwrite: 
         payload["optimizer"] = checkpoint.optimizer
     if checkpoint.extra:
         payload["extra"] = checkpoint.extra
-    with atomic_path(path, overwrite=overwrite) as temporary:
+    with shielded(), atomic_path(path, overwrite=overwrite) as temporary:
         torch.save(payload, temporary)
     return Path(path)
 

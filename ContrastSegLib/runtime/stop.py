@@ -1,0 +1,103 @@
+"""Stop and keep: SIGINT, SIGTERM (and SIGBREAK on Windows) ask a training loop to stop after its current step, so
+that the job writes the weights reached as a valid checkpoint and exits normally.
+
+The CLI runs every command inside :func:`stop_on_signals`. Until a loop calls :func:`keep_on_stop`, a signal
+interrupts as ``KeyboardInterrupt`` (nothing is worth keeping yet). After it, the first signal only sets the request
+that :func:`stop_requested` returns and the loop polls each step; a further signal interrupts, except inside
+:func:`shielded` (a checkpoint being written), which it cannot break. Where no signal reaches the process (a GUI's
+child without a console on Windows), the file named by ``$CONTRASTSEG_STOP_FILE`` appearing asks the same. Standard
+library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name))
+STOP_FILE_VARIABLE = "CONTRASTSEG_STOP_FILE"
+STOP_FILE = "stop file"  # what asked to stop, when the stop file did
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A run that stopped early: after ``step`` of ``planned`` steps, asked by ``signal`` (e.g. "SIGTERM")."""
+
+    step: int
+    planned: int
+    signal: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class _State:
+    """What the handler knows: whether a loop keeps its weights on a stop, the request, open shields."""
+
+    def __init__(self, installed: bool = False):
+        self.installed, self.keeping, self.requested = installed, False, None
+        self.shields, self.deferred = 0, False
+
+
+_state = _State()
+
+
+def _handle(signum: int, frame) -> None:
+    if _state.keeping and _state.requested is None:
+        _state.requested = signal.Signals(signum).name
+    elif _state.shields:
+        _state.deferred = _state.deferred or not _state.keeping
+    else:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Handle the stop signals inside the block (main thread only; elsewhere a no-op); the previous handlers come
+    back afterwards."""
+    global _state
+    if _state.installed or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in SIGNALS}
+    _state = _State(installed=True)
+    for number in SIGNALS:
+        signal.signal(number, _handle)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        _state = _State()
+
+
+def keep_on_stop() -> None:
+    """Called by a training loop as it starts: from now on a signal asks it to stop and keep its weights."""
+    _state.keeping = True
+
+
+def stop_requested() -> str | None:
+    """What asked the training loop to stop: a signal's name ("SIGTERM"), :data:`STOP_FILE`, or None."""
+    if _state.requested is None and _state.keeping:
+        path = os.environ.get(STOP_FILE_VARIABLE)
+        if path and os.path.exists(path):
+            _state.requested = STOP_FILE
+    return _state.requested
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """A block no signal interrupts (writing a checkpoint); one that would have interrupted outside a training
+    loop does so when the block ends."""
+    _state.shields += 1
+    try:
+        yield
+    finally:
+        _state.shields -= 1
+    if not _state.shields and _state.deferred:
+        _state.deferred = False
+        raise KeyboardInterrupt

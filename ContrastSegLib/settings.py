@@ -1,0 +1,383 @@
+"""Every setting of preprocessing, pre-training and fine-tuning in one place: its choices, default, check and flag.
+
+Each config field carries its command-line flag, rule and help (made by :func:`option`), so :func:`add_options`
+adds a config class's options to a parser, :func:`config_from_args` builds the config from the parsed options, and
+:func:`command_arguments` writes the flags that reproduce a config. Standard library only (no torch, no numpy):
+scripts and the Slicer module import it cheaply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from .errors import ContrastSegError
+
+C = TypeVar("C", bound="Config")
+
+
+class Choice(str, enum.Enum):
+    """A string choice that equals, prints and serialises as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+
+class Stage(Choice):
+    GLOBAL, LOCAL, SUPERVISED_LOCAL = "global", "local", "supervised-local"
+
+
+class GlobalStrategy(Choice):
+    """Chaitanya et al. 2020: G^R contrasts views of each slice; G^D- and G^D use the (volume, partition) cue."""
+
+    GR, GD_MINUS, GD = "GR", "GD-", "GD"
+
+
+class LocalStrategy(Choice):
+    LR, LD = "LR", "LD"
+
+
+class SupervisedLocalMode(Choice):
+    """How the supervised-local loss (Hu et al. 2021) visits the pixels: that stage's "strategy"."""
+
+    STRIDE, BLOCK, EXACT, DENSE = "stride", "block", "exact", "dense"
+
+
+class LrSchedule(Choice):
+    COSINE, CONSTANT = "cosine", "constant"
+
+
+class Precision(Choice):
+    AUTO, FP32, BF16, FP16 = "auto", "fp32", "bf16", "fp16"
+
+
+class ChannelsLast(Choice):
+    AUTO, ON, OFF = "auto", "on", "off"
+
+
+class Device(Choice):
+    """Device names; ``cuda:N`` is accepted too."""
+
+    AUTO, CPU, CUDA, MPS = "auto", "cpu", "cuda", "mps"
+
+
+STRATEGIES: dict[str, tuple[str, ...]] = {Stage.GLOBAL: GlobalStrategy.values(), Stage.LOCAL: LocalStrategy.values(),
+                                          Stage.SUPERVISED_LOCAL: SupervisedLocalMode.values()}
+DEFAULT_STRATEGY: dict[str, str] = {Stage.GLOBAL: GlobalStrategy.GD.value, Stage.LOCAL: LocalStrategy.LR.value,
+                                    Stage.SUPERVISED_LOCAL: SupervisedLocalMode.STRIDE.value}  # the papers' choices
+DOMAIN_STRATEGIES = (GlobalStrategy.GD_MINUS, GlobalStrategy.GD, LocalStrategy.LD)
+DEFAULT_CHANNELS = (16, 32, 64, 128, 128, 128)  # the paper's encoder widths
+
+
+def unet_divisor(channels: Sequence[int]) -> int:
+    """Image sides must be multiples of this: the UNet halves them once per encoder block after the first."""
+    return 2 ** (len(channels) - 1)
+
+
+# --- rules: what a value must be, and how it is written on the command line ---------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    """``test`` of a value, the ``requirement`` in words, ``parse`` from and ``text`` to the command line, and the
+    ``choices`` argparse offers."""
+
+    test: Callable[[Any], bool]
+    requirement: str
+    parse: Callable[[str], Any] = str
+    text: Callable[[Any], str] = str
+    choices: tuple | None = None
+
+    def allows(self, value: Any) -> bool:
+        try:
+            return bool(self.test(value))
+        except (TypeError, ValueError):
+            return False
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_pair(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, e.g. 1,99; got {text!r}") from None
+    return low, high
+
+
+def one_of(choice: type[Choice]) -> Rule:
+    return Rule(lambda v: v in choice.values(), f"choose one of {', '.join(choice.values())}",
+                choices=choice.values())
+
+
+WHOLE = Rule(_whole, "must be a whole number", int)
+POSITIVE_WHOLE = Rule(lambda v: _whole(v) and v >= 1, "must be a whole number ≥ 1", int)
+COUNT = Rule(lambda v: _whole(v) and v >= 0, "must be a whole number ≥ 0", int)
+POSITIVE = Rule(lambda v: _number(v) and v > 0, "must be a number > 0", float)
+NON_NEGATIVE = Rule(lambda v: _number(v) and v >= 0, "must be a number ≥ 0", float)
+FRACTION = Rule(lambda v: _number(v) and 0 < v < 1, "must lie strictly between 0 and 1", float)
+SWITCH = Rule(lambda v: isinstance(v, bool), "must be on or off", text=lambda v: {True: "on", False: "off"}[v])
+TEXT = Rule(lambda v: isinstance(v, str), "must be a name")
+SPACING = Rule(lambda v: v is None or _number(v) and v > 0, "must be a spacing in mm > 0, or left out for the median",
+               float)
+SLICE_AXIS = Rule(lambda v: v is None or _whole(v) and v in (0, 1, 2), "choose 0, 1 or 2", int, choices=(0, 1, 2))
+PERCENTILES = Rule(lambda v: len(v) == 2 and all(map(_number, v)) and 0 <= v[0] < v[1] <= 100,
+                   "needs 0 ≤ LO < HI ≤ 100", _number_pair, lambda v: f"{v[0]},{v[1]}")
+DEVICE = Rule(lambda v: v in Device.values() or re.fullmatch(r"cuda:\d+", v) is not None,
+              "unknown device; choose one of auto, cpu, cuda, cuda:N, mps")
+
+
+def option(default: Any, flag: str | tuple[str, ...], rule: Rule, help: str, shown: str | None = None,
+           **argparse_keywords: Any) -> Any:
+    """A config field with its flag(s) (the first is the one written), rule and help; ``shown``: how --help names
+    the default (else the default itself); ``argparse_keywords``: more of ``add_argument`` (nargs, const, metavar)."""
+    flags = (flag,) if isinstance(flag, str) else tuple(flag)
+    return field(default=default, metadata={"flags": flags, "rule": rule, "help": help, "shown": shown,
+                                            "argparse": argparse_keywords})
+
+
+# --- the configs ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Config:
+    """Base of the config dataclasses: field checks and a JSON round trip that tolerates older records."""
+
+    def check(self: C) -> C:
+        """Refuse a field its rule does not allow, with one line naming the flag and the fix; returns ``self``."""
+        for item in option_fields(type(self)):
+            value = getattr(self, item.name)
+            if not item.metadata["rule"].allows(value):
+                raise _refusal(item, value)
+        return self
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls: type[C], data: dict) -> C:
+        """The config of a :meth:`to_json` dict, also of another version: unknown keys are dropped, missing ones
+        take their defaults, lists become tuples."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+
+
+def _refusal(item: dataclasses.Field, value: Any) -> ContrastSegError:
+    """The error for a bad value of the field ``item``: its flag, the value, what it must be, an example."""
+    flag, rule = item.metadata["flags"][0], item.metadata["rule"]
+    example = (f", e.g. {flag} or --no-{flag[2:]}" if rule is SWITCH else
+               "" if item.default is None else f", e.g. {flag} {_text(rule, item.default)}")
+    return ContrastSegError(f"{flag} {_text(rule, value)}: {rule.requirement}{example}")
+
+
+@dataclass(frozen=True)
+class ExecutionConfig(Config):
+    """Where and in which precision a job runs (see ``runtime.precision``)."""
+
+    device: str = option(Device.AUTO.value, "--device", DEVICE, "auto = cuda > mps > cpu; or cpu, cuda, cuda:N, mps")
+    precision: str = option(Precision.AUTO.value, "--precision", one_of(Precision),
+                            "auto: mixed precision on CUDA, bf16 + channels_last on CPUs with AMX/AVX512-BF16; fp32 "
+                            "turns it off")
+    channels_last: str = option(ChannelsLast.AUTO.value, "--channels-last", one_of(ChannelsLast),
+                                "channels_last memory format: auto = with mixed precision, on, off")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig(Config):
+    """Settings shared by training and prediction; stored in every checkpoint.
+
+    target_spacing: in-plane spacing in mm (None: the median of the training volumes, filled in before training);
+    crop_size: side of the square slices; slice_axis: array axis to slice along (0 = k, 1 = j, 2 = i; None: the axis
+    with the largest spacing); percentiles: intensity range mapped to [0, 1]; n4: N4 bias-field correction first.
+    """
+
+    target_spacing: float | None = option(None, "--spacing", SPACING, "in-plane spacing in mm to resample to",
+                                          shown="median in-plane spacing of the training volumes")
+    crop_size: int = option(192, "--crop-size", POSITIVE_WHOLE,
+                            "side of the square slices, a multiple of 32 (of 2^(number of --channels - 1))")
+    slice_axis: int | None = option(None, "--slice-axis", SLICE_AXIS, "array axis to slice along, 0 = k",
+                                    shown="the axis with the largest spacing")
+    percentiles: tuple[float, float] = option((1.0, 99.0), "--percentiles", PERCENTILES,
+                                              "intensity percentiles mapped to 0 and 1", metavar="LO,HI")
+    n4: bool = option(False, "--n4", SWITCH, "N4 bias-field correction before normalisation")
+
+    def check(self, channels: Sequence[int] = DEFAULT_CHANNELS) -> "PreprocessConfig":
+        """The field checks, and a crop the UNet of encoder widths ``channels`` can halve to its bottom."""
+        super().check()
+        divisor = unet_divisor(channels)
+        if self.crop_size % divisor:
+            raise ContrastSegError(
+                f"--crop-size {self.crop_size} must be a multiple of {divisor} (the UNet halves the image "
+                f"{len(channels) - 1} times); try {max(divisor, round(self.crop_size / divisor) * divisor)}")
+        return self
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(ExecutionConfig):
+    """Settings of one fine-tuning run; stored in the checkpoint.
+
+    lr_schedule: "cosine" anneals the learning rate to 0 over the run, so the last weights — all there is without a
+    validation set — are not caught mid-oscillation; "constant" is the paper's setting.
+    """
+
+    iterations: int = option(3000, "--iterations", POSITIVE_WHOLE, "training steps (of each self-training round)")
+    batch_size: int = option(16, "--batch-size", POSITIVE_WHOLE, "labeled slices per step")
+    learning_rate: float = option(1e-3, "--lr", POSITIVE, "Adam learning rate")
+    lr_schedule: str = option(LrSchedule.COSINE.value, "--lr-schedule", one_of(LrSchedule),
+                              "cosine: anneal to 0 over the run; constant: the paper's setting")
+    validate_every: int = option(200, "--validate-every", POSITIVE_WHOLE,
+                                 "steps between validation Dice measurements (with a split's validation cases)")
+    seed: int = option(0, "--seed", WHOLE, "seed of initialisation, sampling and augmentation")
+    augment: bool = option(True, "--augment", SWITCH, "geometric and intensity augmentation (--no-augment: off)")
+    mixup: bool = option(False, "--mixup", SWITCH, "Mixup of image/label pairs")
+    mixup_alpha: float = option(0.4, "--mixup-alpha", POSITIVE, "α of the Beta(α, α) Mixup weights")
+    ce_weight: float = option(1.0, "--ce-weight", NON_NEGATIVE,
+                              "weight of cross-entropy beside Dice (0: Dice only, as the paper)")
+    self_training_rounds: int = option(0, "--self-training", COUNT,
+                                       "rounds of self-training (1 when given alone): the model pseudo-labels the "
+                                       "unlabeled volumes and trains again on labeled + confident pseudo-labeled "
+                                       "pixels", nargs="?", const=1, metavar="ROUNDS")
+    pseudo_threshold: float = option(0.9, "--pseudo-threshold", FRACTION,
+                                     "confidence a pseudo-labeled pixel needs; others are ignored")
+
+    @property
+    def total_iterations(self) -> int:
+        """Steps of the whole run: every self-training round repeats ``iterations``."""
+        return self.iterations * (1 + self.self_training_rounds)
+
+
+@dataclass(frozen=True)
+class PretrainConfig(ExecutionConfig):
+    """Settings of one pre-training stage; stored in its checkpoint. A batch holds volumes_per_batch × partitions
+    slices (for G^R, L^R and the supervised-local stage the same number of slices drawn at random); stride and
+    block_size belong to the supervised-local modes "stride" and "block". strategy None: the stage's default."""
+
+    stage: str = option(Stage.GLOBAL.value, "--stage", one_of(Stage),
+                        "global: encoder + g1; local: the first decoder blocks + g2 on the frozen encoder of --init; "
+                        "supervised-local: encoder + decoder on the labels of --labeled")
+    strategy: str | None = option(None, ("--strategy", "--mode"), TEXT,
+                                  "global: GR | GD- | GD; local: LR | LD; supervised-local (--mode): stride (every "
+                                  "s-th pixel), block (b × b blocks), exact (all pixels, chunked), dense (all at once; "
+                                  "small inputs only)", shown="GD, LR or stride, by --stage")
+    iterations: int = option(10000, "--iterations", POSITIVE_WHOLE, "training steps")
+    partitions: int = option(4, "--partitions", POSITIVE_WHOLE,
+                             "S: equal partitions of each volume by relative slice position")
+    volumes_per_batch: int = option(4, "--volumes-per-batch", POSITIVE_WHOLE,
+                                    "m: volumes per batch; a batch holds m × S slices")
+    learning_rate: float = option(1e-3, "--lr", POSITIVE, "Adam learning rate")
+    temperature: float = option(0.1, "--temperature", POSITIVE, "τ of the contrastive losses")
+    decoder_blocks: int = option(3, "--decoder-blocks", POSITIVE_WHOLE, "l: decoder blocks trained by the local stage")
+    region_size: int = option(3, "--region-size", POSITIVE_WHOLE, "K: local regions of K × K features")
+    stride: int = option(4, "--stride", POSITIVE_WHOLE, "supervised-local --mode stride: keep every s-th pixel")
+    block_size: int = option(16, "--block-size", POSITIVE_WHOLE, "supervised-local --mode block: block side b")
+    seed: int = option(0, "--seed", WHOLE, "seed of initialisation, sampling and views")
+    checkpoint_every: int = option(500, "--checkpoint-every", POSITIVE_WHOLE,
+                                   "steps between saves of the resume file")
+
+    def __post_init__(self) -> None:
+        if self.strategy is None and self.stage in DEFAULT_STRATEGY:
+            object.__setattr__(self, "strategy", DEFAULT_STRATEGY[self.stage])
+
+    def check(self) -> "PretrainConfig":
+        """The field checks, and a strategy of the stage."""
+        super().check()
+        if self.strategy not in STRATEGIES[self.stage]:
+            raise ContrastSegError(f"--strategy {self.strategy} is not a {self.stage} strategy; choose one of "
+                                   f"{', '.join(STRATEGIES[self.stage])}")
+        return self
+
+    @property
+    def uses_domain(self) -> bool:
+        """Whether batches need the (volume, partition) structure: G^D-, G^D and L^D."""
+        return self.strategy in DOMAIN_STRATEGIES
+
+
+# --- the command line -------------------------------------------------------------------------------------------
+
+def option_fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    """The fields of a config class that have a command-line flag."""
+    return tuple(f for f in fields(cls) if "flags" in f.metadata)
+
+
+class _Switch(argparse.BooleanOptionalAction):
+    """``--x`` / ``--no-x`` with the help as given (older argparse appends a default of its own)."""
+
+    def __init__(self, *args, help: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help = help
+
+
+def add_options(target: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type[Config],
+                exclude: Iterable[str | type] = (), keep_unset: bool = False) -> None:
+    """One option per flagged field of ``cls`` on ``target`` (a parser or an argument group), ``dest`` the field's
+    name, default the field's. ``exclude``: field names, or config classes whose fields to leave out.
+    ``keep_unset``: an option not given sets nothing, so that :func:`options_given` can tell."""
+    left_out = _names(exclude)
+    for item in option_fields(cls):
+        if item.name in left_out:
+            continue
+        rule, shown = item.metadata["rule"], item.metadata["shown"] or _text(item.metadata["rule"], item.default)
+        keywords = {"dest": item.name, "default": argparse.SUPPRESS if keep_unset else item.default,
+                    "help": f"{item.metadata['help']} (default: {shown})".replace("%", "%%"),
+                    **item.metadata["argparse"]}
+        if rule is SWITCH:
+            keywords["action"] = _Switch
+        elif rule.choices:
+            keywords.update(type=rule.parse, choices=rule.choices)
+        else:
+            keywords.setdefault("metavar", item.metadata["flags"][0][2:].upper().replace("-", "_"))
+            keywords["type"] = rule.parse
+        target.add_argument(*item.metadata["flags"], **keywords)
+
+
+def config_from_args(cls: type[C], args: Any) -> C:
+    """The ``cls`` config of parsed options (an ``argparse.Namespace``, or any object with the fields as
+    attributes); a field without an attribute keeps its default."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+
+
+def options_given(cls: type[Config], args: argparse.Namespace) -> bool:
+    """Whether any option of ``cls`` added with ``keep_unset`` was given."""
+    return any(hasattr(args, f.name) for f in option_fields(cls))
+
+
+def command_arguments(config: Config, exclude: Iterable[str | type] = ()) -> list[str]:
+    """The flags that reproduce ``config`` through :func:`add_options` and :func:`config_from_args`, every field
+    explicit; a None value, which no flag spells, by leaving its flag out (its default is None)."""
+    left_out, words = _names(exclude), []
+    for item in option_fields(type(config)):
+        value, flag = getattr(config, item.name), item.metadata["flags"][0]
+        if item.name in left_out or value is None:
+            continue
+        if item.metadata["rule"] is SWITCH:
+            words.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            words += [flag, item.metadata["rule"].text(value)]
+    return words
+
+
+def _names(exclude: Iterable[str | type]) -> set[str]:
+    return {name for entry in exclude for name in ([f.name for f in fields(entry)] if isinstance(entry, type)
+                                                   else [entry])}
+
+
+def _text(rule: Rule, value: Any) -> str:
+    try:
+        return rule.text(value)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return str(value)

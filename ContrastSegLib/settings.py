@@ -202,16 +202,19 @@ class PreprocessConfig(Config):
     """Settings shared by training and prediction; stored in every checkpoint.
 
     target_spacing: in-plane spacing in mm (None: the median of the training volumes, filled in before training);
-    crop_size: side of the square slices; slice_axis: array axis to slice along (0 = k, 1 = j, 2 = i; None: the axis
-    with the largest spacing); percentiles: intensity range mapped to [0, 1]; n4: N4 bias-field correction first.
+    crop_size: side of the square slices; slice_axis: axis of the canonically oriented array (axes reordered and
+    flipped to the direction closest to identity, LPS) to slice along (0 = k ~ axial, 1 = j ~ coronal,
+    2 = i ~ sagittal; None: the axis with the largest spacing); percentiles: intensity range mapped to [0, 1];
+    n4: N4 bias-field correction first.
     """
 
     target_spacing: float | None = option(None, "--spacing", SPACING, "in-plane spacing in mm to resample to",
                                           shown="median in-plane spacing of the training volumes")
     crop_size: int = option(192, "--crop-size", POSITIVE_WHOLE,
                             "side of the square slices, a multiple of 32 (of 2^(number of --channels - 1))")
-    slice_axis: int | None = option(None, "--slice-axis", SLICE_AXIS, "array axis to slice along, 0 = k",
-                                    shown="the axis with the largest spacing")
+    slice_axis: int | None = option(None, "--slice-axis", SLICE_AXIS,
+                                    "axis of the canonically oriented (LPS) array to slice along: 0 = k (axial), "
+                                    "1 = j (coronal), 2 = i (sagittal)", shown="the axis with the largest spacing")
     percentiles: tuple[float, float] = option((1.0, 99.0), "--percentiles", PERCENTILES,
                                               "intensity percentiles mapped to 0 and 1", metavar="LO,HI")
     n4: bool = option(False, "--n4", SWITCH, "N4 bias-field correction before normalisation")

@@ -9,9 +9,9 @@ import torch
 
 from slicer_scene import add_segmentation, add_volume, ijk_to_ras, new_scene, slicer
 
-from ContrastSegLogic import ContrastSegWorkflow, PretrainSettings, SceneInputError
+from ContrastSegLogic import ContrastSegWorkflow, SceneInputError, default_pretraining
 from ContrastSegLogic.scene_io import scene_node_ids
-from ContrastSegLib.training.checkpoint import Checkpoint, save_checkpoint
+from ContrastSegLib.runtime.checkpoint import Checkpoint, save_checkpoint
 
 SHAPE = (4, 16, 18)
 
@@ -28,7 +28,8 @@ def setup(tmp_path):
     label[1:3, 4:9, 4:9] = 1
     label[2:4, 10:14, 9:15] = 2
     segmentation = add_segmentation(scene, volume, label, {1: "liver", 2: "spleen"}, name="scan A labels")
-    workflow = ContrastSegWorkflow(scene, launcher=NoLauncher(), jobs_dir=tmp_path / "jobs", env={})
+    workflow = ContrastSegWorkflow(scene, launcher=NoLauncher(), jobs_dir=tmp_path / "jobs", env={},
+                                   models_dir=tmp_path / "models")
     return scene, volume, segmentation, workflow
 
 
@@ -116,13 +117,31 @@ def test_segment_names_differ_between_pairs(tmp_path):
             "'scan C labels' has no segment 'spleen'")
 
 
-def test_existing_model_file_is_not_overwritten(tmp_path):
+def test_model_path_that_cannot_hold_a_model(tmp_path):
     scene, volume, segmentation, workflow = setup(tmp_path)
-    mine = tmp_path / "my_model.pt"
-    mine.write_bytes(b"precious")
-    refused(tmp_path, scene, lambda: workflow.finetune([(volume, segmentation)], model_path=str(mine)),
-            "already exists")
-    assert mine.read_bytes() == b"precious"
+    folder = tmp_path / "a folder.pt"
+    folder.mkdir()
+    for path, match in ((folder, "is a folder"), (tmp_path / "model.pth", "ends in .pt"),
+                        (tmp_path / "nowhere" / "model.pt", "not a writable folder")):
+        message = refused(tmp_path, scene, lambda: workflow.finetune([(volume, segmentation)], model_path=str(path)),
+                          match)
+        assert str(path.name) in message or str(path.parent) in message
+    assert folder.is_dir() and not any(folder.iterdir())
+
+
+def test_settings_the_library_refuses_are_refused_before_export(tmp_path):
+    from dataclasses import replace
+    from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
+    scene, volume, segmentation, workflow = setup(tmp_path)
+    for call, match in (
+            (lambda: workflow.finetune([(volume, segmentation)], settings=replace(FinetuneConfig(), iterations=0)),
+             "--iterations 0"),
+            (lambda: workflow.finetune([(volume, segmentation)], preprocess=replace(PreprocessConfig(), crop_size=40)),
+             "--crop-size 40 must be a multiple of 32"),
+            (lambda: workflow.finetune([(volume, segmentation)], pretrain=[replace(p, strategy="LR")
+                                                                          for p in default_pretraining()]),
+             "--strategy LR is not a global strategy")):
+        refused(tmp_path, scene, call, match)
 
 
 def test_segment_with_a_pretraining_checkpoint_or_missing_file(tmp_path):
@@ -130,6 +149,7 @@ def test_segment_with_a_pretraining_checkpoint_or_missing_file(tmp_path):
     pretrained = tmp_path / "global.pt"
     save_checkpoint(Checkpoint({"w": torch.zeros(1)}, {"stage": "pretrain-global"}), pretrained)
     refused(tmp_path, scene, lambda: workflow.segment(volume, str(pretrained)), "is not a fine-tuned model")
+    refused(tmp_path, scene, lambda: workflow.segment([], str(pretrained)), "select at least one volume")
     refused(tmp_path, scene, lambda: workflow.segment(volume, str(tmp_path / "nope.pt")), "does not exist")
 
 
@@ -138,4 +158,12 @@ def test_pretraining_without_unlabeled_data_and_conflicting_choices(tmp_path):
     refused(tmp_path, scene, lambda: workflow.pretrain([]), "needs unlabeled volumes")
     path = checkpoint(tmp_path / "x.pt", ["liver", "spleen"])
     refused(tmp_path, scene, lambda: workflow.finetune([(volume, segmentation)], pretrained=path,
-                                                       pretrain=PretrainSettings()), "not both")
+                                                       pretrain=default_pretraining()), "not both")
+
+
+def test_review_and_training_set_without_their_nodes(tmp_path):
+    scene, volume, segmentation, workflow = setup(tmp_path)
+    refused(tmp_path, scene, lambda: workflow.compare(segmentation, None, volume), "select a reference segmentation")
+    refused(tmp_path, scene, lambda: workflow.compare(None, segmentation, volume), "select a prediction")
+    refused(tmp_path, scene, lambda: workflow.add_to_training_set([], volume, None), "select a volume and its")
+    refused(tmp_path, scene, lambda: workflow.finetune([(None, segmentation)]), "lost its volume")

@@ -295,3 +295,80 @@ def test_scene_close_and_module_lifecycle(session):
     (volume, segmentation), = load_scans(1)
     add_pair(ui, volume, segmentation)
     assert pair_rows(ui) == [("scan0", "scan0 labels")]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A fine-tuned phantom model from the real CLI, and a folder of two scans to segment."""
+    import sys
+    from ContrastSegLib.data.phantom import write_phantom_dataset
+    root = tmp_path_factory.mktemp("tiny-model")
+    data = write_phantom_dataset(root / "phantoms", 3, seed=4)
+    model = root / "model.pt"
+    done = subprocess.run([sys.executable, "-m", "ContrastSegLib", "finetune", "--labeled", str(data), "--out",
+                           str(model), "--iterations", "20", "--batch-size", "4", "--crop-size", "32", "--channels",
+                           "8,16", "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    scans = root / "to segment"
+    scans.mkdir()
+    for image in sorted((data / "imagesTr").glob("*.nii.gz"))[:2]:
+        (scans / image.name).write_bytes(image.read_bytes())
+    return model, scans
+
+
+def test_segment_a_folder_to_files(session, tiny_model, tmp_path):
+    ui = session.widget.panel.ui
+    model, scans = tiny_model
+    ui.segmentModelPath.currentPath = str(model)
+    assert ui.modelClassesLabel.text.startswith("Segments LV, myocardium, RV (fine-tuned, 20 steps")
+    ui.segmentFolderPath.currentPath = str(scans)
+    ui.segmentFolderOutputPath.currentPath = str(tmp_path / "segmentations")
+    ui.deviceCombo.currentText = "cpu"
+    before = scene_node_ids(slicer.mrmlScene)
+    run_job(session, ui.segmentFolderButton, "segmenting a folder")
+    written = sorted(p.name for p in (tmp_path / "segmentations").iterdir())
+    assert written == sorted(p.name.replace(".nii.gz", "_seg.nii.gz") for p in scans.iterdir())
+    assert "Wrote 2 file(s)" in ui.statusLabel.text and scene_node_ids(slicer.mrmlScene) == before
+    click(ui.segmentFolderButton)  # the output folder exists now: refused, with one message
+    assert len(session.dialogs.errors) == 1 and "already exists" in session.dialogs.errors[0]
+
+
+def test_one_job_at_a_time_and_the_gui_follows_the_parameter_node(session, tiny_model):
+    ui, panel = session.widget.panel.ui, session.widget.panel
+    (scan0, seg0), (scan1, seg1) = load_scans(2)
+    model, _ = tiny_model
+    ui.segmentModelPath.currentPath = str(model)
+    ui.deviceCombo.currentText = "cpu"
+    ui.segmentVolumesSelector.setCheckState(scan1, qt.Qt.Checked)
+    click(ui.segmentButton)
+    job = panel.jobs.job
+    assert not ui.finetuneButton.enabled
+    panel.onFinetune()  # a script (or a queued click) while the job runs: refused, the running job kept
+    assert panel.jobs.job is job and ui.segmentButton.text == "Cancel"
+    wait_until(lambda: job.done and ui.segmentButton.text == "Segment", 240, "the segmentation")
+    assert job.state == "succeeded" and slicer.mrmlScene.GetFirstNodeByName("scan1 ContrastSeg") is not None
+    # another script (or a scene import) edits the parameter node: the GUI follows
+    panel.parameters.set("iterations", 123)
+    panel.parameters.set("initialisation", "random")
+    panel.parameters.set_nodes("unlabeledVolume", [scan0])
+    assert ui.iterationsSpin.value == 123 and ui.randomInitRadio.checked
+    assert ui.unlabeledVolumesSelector.checkedNodes() == [scan0]
+    # Review with nothing to compare against: one message, nothing changed
+    ui.reviewReferenceSelector.setCurrentNode(None)
+    before = scene_node_ids(slicer.mrmlScene)
+    click(ui.compareButton)
+    assert len(session.dialogs.errors) == 1 and "select a reference segmentation" in session.dialogs.errors[0]
+    assert scene_node_ids(slicer.mrmlScene) == before
+
+
+def test_choosing_the_segments_to_learn(session):
+    ui = session.widget.panel.ui
+    two_pairs(ui)
+    items = [ui.segmentsList.item(i) for i in range(ui.segmentsList.count)]
+    items[1].setCheckState(qt.Qt.Unchecked)  # myocardium left out
+    assert session.widget.panel.parameters.segment_names() == ["LV", "RV"]
+    click(ui.randomInitRadio)
+    tiny_settings(ui, iterations=4)
+    run_job(session, ui.finetuneButton, "fine-tuning two of three segments")
+    assert ui.modelClassesLabel.text.startswith("Segments LV, RV (fine-tuned"), ui.modelClassesLabel.text

@@ -6,31 +6,23 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from slicer_scene import add_segmentation, add_volume, new_scene, segment_array, slicer, vtk
+from slicer_scene import (add_segmentation, add_volume, new_scene, phantom_node, phantom_segments, segment_array,
+                          slicer)
 
-from ContrastSegLogic import ContrastSegWorkflow, FinetuneSettings, JobFailedError, PretrainSettings
+from ContrastSegLogic import ContrastSegWorkflow, JobFailedError, default_pretraining
 from ContrastSegLogic.scene_io import image_geometry, scene_node_ids
-from ContrastSegLib.data.phantom import LABEL_NAMES, make_phantom
+from ContrastSegLib.cli import build_parser
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig, PretrainConfig, config_from_args
 
-TINY = FinetuneSettings(iterations=8, batch_size=4, crop_size=32, channels=(8, 16), device="cpu")
-PHANTOM_SEGMENTS = {v: n for v, n in LABEL_NAMES.items() if v}
-
-
-def phantom_node(scene, index: int, name: str):
-    """Phantom ``index`` as a scene volume (ITK's LPS geometry turned into Slicer's RAS) and its label array."""
-    image, label = make_phantom(index, seed=3)
-    columns = np.diag([-1.0, -1.0, 1.0]) @ np.reshape(image.direction, (3, 3)) @ np.diag(image.spacing)
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(3):
-        for c in range(3):
-            matrix.SetElement(r, c, columns[r, c])
-        matrix.SetElement(r, 3, (-1, -1, 1)[r] * image.origin[r])
-    return add_volume(scene, image.array, name, matrix), label.array
+TINY = replace(FinetuneConfig(), iterations=8, batch_size=4, device="cpu")
+TINY_GRID = dict(preprocess=replace(PreprocessConfig(), crop_size=32), channels=(8, 16))
+PHANTOM_SEGMENTS = phantom_segments()
 
 
 def events_of(kind: str, events: list[dict]) -> list[dict]:
@@ -42,15 +34,17 @@ def test_real_finetune_then_segment_through_subprocess(tmp_path, one_torch_threa
     volume, label = phantom_node(scene, 0, "training scan")
     segmentation = add_segmentation(scene, volume, label, PHANTOM_SEGMENTS, name="training labels")
     target, _ = phantom_node(scene, 1, "new scan")
-    workflow = ContrastSegWorkflow(scene, jobs_dir=tmp_path / "jobs")
+    workflow = ContrastSegWorkflow(scene, jobs_dir=tmp_path / "jobs", models_dir=tmp_path / "models")
     events: list[dict] = []
-    model = workflow.finetune([(volume, segmentation)], settings=TINY, model_path=str(tmp_path / "model.pt"),
-                              wait=True, on_event=lambda job, event: events.append(event))
+    model = workflow.finetune([(volume, segmentation)], settings=TINY, **TINY_GRID,
+                              model_path=str(tmp_path / "model.pt"), wait=True,
+                              on_event=lambda job, event: events.append(event))
     assert Path(model) == tmp_path / "model.pt" and Path(model).stat().st_size > 0
     progress = events_of("progress", events)
     assert progress and progress[-1]["step"] == TINY.iterations and progress[-1]["loss"] is not None
     assert events_of("finished", events)
 
+    assert not list((tmp_path / "jobs").glob("*/inputs")) and not list((tmp_path / "jobs").glob("*/outputs"))
     nodes_before = scene_node_ids(scene)
     result = workflow.segment(target, model, uncertainty=True)
     assert result.GetName() == "new scan ContrastSeg" and result.IsA("vtkMRMLSegmentationNode")
@@ -76,10 +70,10 @@ def test_cancel_mid_job_kills_the_process_and_leaves_the_scene(tmp_path, one_tor
     scene = new_scene()
     volume, label = phantom_node(scene, 0, "scan")
     segmentation = add_segmentation(scene, volume, label, PHANTOM_SEGMENTS)
-    workflow = ContrastSegWorkflow(scene, jobs_dir=tmp_path / "jobs")
+    workflow = ContrastSegWorkflow(scene, jobs_dir=tmp_path / "jobs", models_dir=tmp_path / "models")
     nodes_before = scene_node_ids(scene)
-    long = FinetuneSettings(iterations=100000, batch_size=4, crop_size=32, channels=(8, 16), device="cpu")
-    job = workflow.finetune([(volume, segmentation)], settings=long, model_path=str(tmp_path / "model.pt"))
+    job = workflow.finetune([(volume, segmentation)], settings=replace(TINY, iterations=100000), **TINY_GRID,
+                            model_path=str(tmp_path / "model.pt"))
     deadline = time.monotonic() + 120
     while not any(e.get("event") == "progress" for e in job.poll()):
         assert time.monotonic() < deadline and not job.done, job.error
@@ -118,8 +112,26 @@ class FakeHandle:
         self.killed = True
 
 
+    def interrupt(self):
+        self.interrupted = True
+
+
+CONFIGS = {"finetune": FinetuneConfig, "pretrain": PretrainConfig}
+
+
+def parsed(command):
+    """``command`` through the real ``contrastseg`` parser, and the configs it describes through their own checks
+    (the fake process does not run it, so this is where a command the CLI would refuse shows)."""
+    args = build_parser().parse_args(command[3:])
+    configs = [config_from_args(CONFIGS[args.command], args).check()] if args.command in CONFIGS else []
+    if args.command in CONFIGS and args.init is None:
+        configs.append(config_from_args(PreprocessConfig, args).check(args.channels))
+    return args, configs
+
+
 class FakeLauncher:
-    """Records every command; ``script(command) -> (lines, exit code)`` and writes the ``--out`` file on success."""
+    """Records every command, after checking it as the CLI would; ``script(command) -> (lines, exit code)``, and
+    writes the ``--out`` file on success."""
 
     def __init__(self, script=None):
         self.commands: list[list[str]] = []
@@ -127,6 +139,7 @@ class FakeLauncher:
                                                                "loss": 0.5, "eta_s": 3.0}), "plain text"], 0))
 
     def launch(self, command, cwd, env, log_path):
+        parsed(command)
         self.commands.append(list(command))
         lines, code = self.script(command)
         if code == 0 and "--out" in command:
@@ -146,10 +159,11 @@ def test_pretrain_now_chains_global_local_finetune(tmp_path):
     volume, segmentation = labeled_pair(scene)
     extra = add_volume(scene, np.ones((4, 16, 16), np.float32), "unlabeled scan")
     launcher = FakeLauncher()
-    workflow = ContrastSegWorkflow(scene, launcher=launcher, jobs_dir=tmp_path, env={})
+    workflow = ContrastSegWorkflow(scene, launcher=launcher, jobs_dir=tmp_path / "jobs", env={},
+                                   models_dir=tmp_path / "models")
     events = []
-    job = workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=PretrainSettings(iterations=5),
-                            settings=TINY, on_event=lambda j, e: events.append(e))
+    job = workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=default_pretraining(5),
+                            settings=TINY, **TINY_GRID, on_event=lambda j, e: events.append(e))
     result = job.wait(timeout=30)
     stages = [c[c.index("--stage") + 1] if "--stage" in c else c[3] for c in launcher.commands]
     assert stages == ["global", "local", "finetune"]
@@ -157,10 +171,14 @@ def test_pretrain_now_chains_global_local_finetune(tmp_path):
     assert launcher.commands[1][launcher.commands[1].index("--init") + 1] == global_out
     local_out = launcher.commands[1][launcher.commands[1].index("--out") + 1]
     assert launcher.commands[2][launcher.commands[2].index("--init") + 1] == local_out
-    pool = json.loads((job.folder.root / "inputs" / "pool.json").read_text(encoding="utf-8"))
-    assert [c["image"] for c in pool["cases"]] == ["case000.nrrd", "unlabeled000.nrrd"]
-    assert all("label" not in case for case in pool["cases"])
-    assert result.endswith("model.pt") and Path(result).read_bytes() == b"weights"
+    global_args, (global_config, preprocess) = parsed(launcher.commands[0])
+    assert preprocess == TINY_GRID["preprocess"] and preprocess.target_spacing is None  # the CLI's median default
+    assert global_config.volumes_per_batch == 2  # no more than the pool's two volumes
+    assert global_config.iterations == 5 and global_args.channels == (8, 16)
+    assert parsed(launcher.commands[2])[1][0] == replace(TINY, device="cpu")
+    assert result == str(tmp_path / "models" / "model.pt") and Path(result).read_bytes() == b"weights"
+    assert job.pretrained_model == str(tmp_path / "models" / "model-pretrained.pt")
+    assert not job.folder.inputs.exists()  # patient data goes with the job
     assert [e["event"] for e in events].count("progress") == 3 and {"event": "log", "message": "plain text"} in events
     assert job.progress.fraction == pytest.approx(1.0 if job.progress.step_index == 2 else 0.0, abs=0.2)
 
@@ -170,10 +188,10 @@ def test_failed_step_reports_its_error_and_adds_nothing(tmp_path):
     volume, segmentation = labeled_pair(scene)
     error = json.dumps({"event": "error", "message": "labels.nrrd: no foreground; paint it"})
     launcher = FakeLauncher(lambda command: ([error], 1))
-    workflow = ContrastSegWorkflow(scene, launcher=launcher, jobs_dir=tmp_path, env={})
+    workflow = ContrastSegWorkflow(scene, launcher=launcher, jobs_dir=tmp_path, env={}, models_dir=tmp_path / "m")
     nodes_before = scene_node_ids(scene)
     with pytest.raises(JobFailedError, match="Fine-tuning failed \\(exit 1\\): labels.nrrd: no foreground"):
-        workflow.finetune([(volume, segmentation)], settings=TINY, wait=True)
+        workflow.finetune([(volume, segmentation)], settings=TINY, **TINY_GRID, wait=True)
     assert scene_node_ids(scene) == nodes_before
     record = json.loads(next(tmp_path.glob("*finetune*/job.json")).read_text(encoding="utf-8"))
     assert record["state"] == "failed" and "no foreground" in record["message"]
@@ -184,8 +202,78 @@ def test_a_failing_import_adds_no_node(tmp_path, monkeypatch):
     volume, _ = labeled_pair(scene)
     workflow = ContrastSegWorkflow(scene, launcher=FakeLauncher(lambda c: ([], 0)), jobs_dir=tmp_path, env={})
     labels = {"values": [0, 1], "names": ["background", "tumour"], "colors": [[0, 0, 0], [255, 0, 0]]}
-    monkeypatch.setattr("ContrastSegLogic.workflow._checkpoint_metadata", lambda path: {"labels": labels})
+    monkeypatch.setattr("ContrastSegLogic.checkpoints.checkpoint_metadata",
+                        lambda path: {"labels": labels, "stage": "finetune"})
     nodes_before = scene_node_ids(scene)
     with pytest.raises(JobFailedError, match="could not read the predicted label map"):
         workflow.segment([volume, volume], "model.pt")  # the fake wrote no prediction files
     assert scene_node_ids(scene) == nodes_before
+
+
+def test_retraining_to_the_same_model_path_keeps_every_model(tmp_path):
+    scene = new_scene()
+    volume, segmentation = labeled_pair(scene)
+    workflow = ContrastSegWorkflow(scene, launcher=FakeLauncher(), jobs_dir=tmp_path / "jobs", env={},
+                                   models_dir=tmp_path / "models")
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"precious")
+    kept = [workflow.finetune([(volume, segmentation)], settings=TINY, **TINY_GRID, model_path=str(mine),
+                              wait=True) for _ in range(2)]
+    assert kept == [str(tmp_path / "mine-2.pt"), str(tmp_path / "mine-3.pt")]
+    assert mine.read_bytes() == b"precious"
+    default = workflow.finetune([(volume, segmentation)], settings=TINY, **TINY_GRID, wait=True)
+    assert default == str(tmp_path / "models" / "model.pt")
+
+
+def test_windows_jobs_get_no_console_and_a_process_group_of_their_own():
+    from ContrastSegLogic.process import CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, popen_options
+    flags = popen_options("nt")["creationflags"]
+    assert flags & CREATE_NO_WINDOW and flags & CREATE_NEW_PROCESS_GROUP
+    assert popen_options("posix") == {"start_new_session": True}
+
+
+def test_planning_the_device_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from ContrastSegLogic.memory import plan_device, parse_nvidia_smi_free\n"
+            "print(plan_device('auto', 1).device, parse_nvidia_smi_free('8000\\n2000\\n'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "ContrastSeg")})
+    assert done.returncode == 0, done.stderr
+    device, free = done.stdout.split()
+    assert device in ("auto", "cuda") and int(free) == 8000 * 1024 ** 2
+
+
+def test_a_scan_stored_flipped_under_a_parent_transform_segments_identically_in_ras(tmp_path, one_torch_thread):
+    """Results go under the volume's parent transform, and a flipped storage gives the same segmentation in RAS."""
+    scene = new_scene()
+    volume, label = phantom_node(scene, 0, "scan")
+    segmentation = add_segmentation(scene, volume, label, PHANTOM_SEGMENTS, name="labels")
+    workflow = ContrastSegWorkflow(scene, jobs_dir=tmp_path / "jobs", models_dir=tmp_path / "models")
+    model = workflow.finetune([(volume, segmentation)], settings=replace(TINY, iterations=30), **TINY_GRID,
+                              wait=True)
+    # The same scan: voxels stored in reverse I order, placed in RAS by a parent transform
+    ijk_to_ras = slicer.util.arrayFromVTKMatrix(_matrix(volume.GetIJKToRASMatrix))
+    flip = np.eye(4)
+    flip[0, 0], flip[0, 3] = -1, volume.GetImageData().GetDimensions()[0] - 1
+    to_world = np.eye(4)
+    to_world[:3, 3] = (12.5, -7.0, 3.0)
+    stored = add_volume(scene, slicer.util.arrayFromVolume(volume)[:, :, ::-1].copy(), "scan stored flipped",
+                        slicer.util.vtkMatrixFromArray(np.linalg.inv(to_world) @ ijk_to_ras @ flip))
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "scanner to RAS")
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(to_world))
+    stored.SetAndObserveTransformNodeID(transform.GetID())
+
+    results = workflow.segment([volume, stored], model)
+    assert results[1].GetTransformNodeID() == transform.GetID()
+    for name in PHANTOM_SEGMENTS.values():
+        plain, flipped = (segment_array(result, name, volume) for result in results)  # both on the scan's RAS grid
+        assert plain.any() and np.array_equal(plain, flipped), name
+
+
+def _matrix(getter):
+    import vtk
+    matrix = vtk.vtkMatrix4x4()
+    getter(matrix)
+    return matrix

@@ -1,10 +1,9 @@
-"""Static checks of the Slicer extension (no real Slicer here): the module file imports under slicer-core with only
-its Qt part unavailable, every widget the code uses exists in the .ui, CMake lists every file, the catalog entry
-is complete; plus the Qt-free dependency and memory decisions."""
+"""Static checks of the Slicer extension (no real Slicer here): every widget the code uses exists in the .ui, CMake
+lists every file, the catalog entry is complete; plus the Qt-free dependency and memory decisions. (The module file
+itself runs in ``test_slicer_gui.py``.)"""
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -12,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from slicer_scene import MODULE_DIR, new_scene, slicer
+from slicer_scene import MODULE_DIR
 
-from ContrastSegLogic import ContrastSegWorkflow, SceneInputError
+from ContrastSegLogic import SceneInputError
 from ContrastSegLogic import dependencies
 from ContrastSegLogic.memory import GIB, plan_device, training_memory_bytes
 
@@ -27,23 +26,10 @@ def ui_widgets() -> dict[str, str]:
     return {w.get("name"): w.get("class") for w in ET.parse(UI_FILE).getroot().iter("widget")}
 
 
-def test_module_imports_under_slicer_core_and_its_logic_works(monkeypatch):
-    monkeypatch.setattr(slicer.util, "pip_install", lambda *a, **k: pytest.fail("nothing is installed at import"),
-                        raising=False)
-    module = importlib.import_module("ContrastSeg")
-    assert module.qt is None  # the Qt part is the only part missing here
-    assert {"ContrastSeg", "ContrastSegWidget", "ContrastSegLogic", "ContrastSegTest"} <= set(vars(module))
-    scene = new_scene()
-    logic = module.ContrastSegLogic(scene)
-    assert isinstance(logic, ContrastSegWorkflow) and logic.scene is scene
-    assert logic.ensure_dependencies() == []  # outside Slicer nothing is installed
-    assert "def runTest" in MODULE_FILE.read_text(encoding="utf-8")
-
-
 def test_every_widget_the_module_uses_is_in_the_ui_file():
     widgets = ui_widgets()
-    code = MODULE_FILE.read_text(encoding="utf-8")
-    used = set(re.findall(r"\bui\.(\w+)", code))
+    code = "".join(p.read_text(encoding="utf-8") for p in [MODULE_FILE, *(MODULE_DIR / "ContrastSegGui").glob("*.py")])
+    used = set(re.findall(r"\bui\.(\w+)", code)) - {"connect"}
     assert len(used) > 30
     missing = sorted(used - set(widgets))
     assert not missing, f"{UI_FILE.name} lacks {missing}"
@@ -79,8 +65,10 @@ def test_extension_cmake_and_catalog_entry():
                      "add_subdirectory(ContrastSeg)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
                      "include(${Slicer_EXTENSION_CPACK})", "ContrastSegLib/*.py"):
         assert required in cmake, required
-    for url in re.findall(r"raw\.githubusercontent\.com/[^/]+/[^/]+/main/(\S+?)\"", cmake):
-        assert (ROOT / url).is_file(), url  # icon and screenshot are in the repository
+    urls = re.findall(r"raw\.githubusercontent\.com/[^/]+/[^/]+/main/([^\s\"]+)", cmake)
+    assert {"Screenshots/ContrastSeg-panel-training.png", "Screenshots/ContrastSeg-panel-after-segment.png"} <= set(urls)
+    for url in urls:
+        assert (ROOT / url).is_file(), url  # icon and screenshots are in the repository
     entry = json.loads((ROOT / "ContrastSeg.json").read_text(encoding="utf-8"))
     assert entry["build_dependencies"] == ["PyTorch"] and entry["category"] == "Segmentation"
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
@@ -89,38 +77,50 @@ def test_extension_cmake_and_catalog_entry():
     assert (MODULE_DIR / "Resources/Icons/ContrastSeg.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_dependencies_are_installed_without_touching_slicers_own_packages(tmp_path):
-    installed: list[str] = []
-    missing = dependencies.missing_packages(lambda name: None if name in ("monai", "tqdm") else object())
-    assert missing == ["monai>=1.3", "tqdm>=4.60"]
-    pins = dependencies.protection_constraints(lambda name: {"numpy": "1.26.4", "torch": "2.5.1"}.get(name) or
-                                               (_ for _ in ()).throw(dependencies.importlib.metadata.PackageNotFoundError()))
+def test_dependencies_are_listed_asked_for_and_installed_without_touching_slicers_own_packages():
+    present = lambda name: None if name in ("monai", "tqdm") else object()  # noqa: E731
+    plan = dependencies.install_plan("2.5.1", present)
+    assert plan.requirements == ("monai>=1.3", "tqdm>=4.60") and not plan.torch_missing
+    assert "monai>=1.3" in plan.question() and "about 3 MB" in plan.question()
+    with pytest.raises(SceneInputError, match="torch 2.1.0\\+cu118 is installed and ContrastSeg needs torch>=2.2"):
+        dependencies.install_plan("2.1.0+cu118", present)
+    pins = dependencies.protection_constraints({"numpy": "1.26.4", "torch": "2.5.1"}.get)
     assert pins == ["numpy==1.26.4", "torch==2.5.1"]
-    arguments = dependencies.pip_arguments(missing, "/tmp/c.txt")
+    arguments = dependencies.pip_arguments(plan.requirements, "/tmp/c.txt")
     assert arguments == '"monai>=1.3" "tqdm>=4.60" --constraint "/tmp/c.txt"'
-    assert not any(p in arguments for p in ("numpy", "SimpleITK", "torch"))
+
+    installed, asked = [], []
 
     def pip_install(text):
         constraints = re.search(r'--constraint "([^"]+)"', text).group(1)
         installed.append(Path(constraints).read_text(encoding="utf-8"))
 
-    dependencies.ensure_dependencies(pip_install, install_torch=lambda: True, torch_available=lambda: True)
-    assert all("==" in line for text in installed for line in text.split())  # only pins in the constraints file
-    with pytest.raises(RuntimeError, match="needs PyTorch"):
-        dependencies.ensure_dependencies(pip_install, install_torch=lambda: False, torch_available=lambda: False)
+    def ask(question):
+        asked.append(question)
+        return True
+    assert dependencies.ensure_dependencies(pip_install, lambda: True, ask, lambda: "2.5.1", present) == \
+        ["monai>=1.3", "tqdm>=4.60"]
+    assert len(asked) == 1 and all("==" in line for text in installed for line in text.split())
+    with pytest.raises(SceneInputError, match="accept the installation"):
+        dependencies.ensure_dependencies(pip_install, lambda: True, lambda q: False, lambda: "2.5.1", present)
+    with pytest.raises(SceneInputError, match="needs PyTorch"):
+        dependencies.ensure_dependencies(pip_install, lambda: False, ask, lambda: None, present)
+    assert dependencies.ensure_dependencies(pip_install, lambda: True, ask, lambda: "2.5.1", lambda name: object()) == []
+    assert len(asked) == 2  # nothing to install: nothing asked
 
 
 def test_device_plan_falls_back_to_cpu_with_a_reason():
     need = training_memory_bytes(16, 128, (16, 32, 64, 128, 128, 128))
     assert 1 * GIB < need < 4 * GIB
-    assert plan_device("auto", need, lambda: 20 * GIB, lambda: 64 * GIB).device == "cuda"
-    assert plan_device("cuda:1", need, lambda: 20 * GIB, lambda: 64 * GIB).device == "cuda:1"
-    short = plan_device("auto", need, lambda: need // 4, lambda: 64 * GIB)
+    asked = []
+    gpu = lambda free: lambda index: asked.append(index) or free  # noqa: E731
+    assert plan_device("auto", need, gpu(20 * GIB), lambda: 64 * GIB).device == "cuda"
+    assert plan_device("cuda:1", need, gpu(20 * GIB), lambda: 64 * GIB).device == "cuda:1" and asked[-1] == 1
+    short = plan_device("auto", need, gpu(need // 4), lambda: 64 * GIB)
     assert short.device == "cpu" and "GiB free" in short.message and "CPU" in short.message
-    absent = plan_device("cuda", need, lambda: None, lambda: 64 * GIB)
+    absent = plan_device("cuda", need, gpu(None), lambda: 64 * GIB)
     assert absent.device == "cpu" and "no CUDA GPU" in absent.message
-    assert plan_device("auto", need, lambda: None, lambda: 64 * GIB) == plan_device("cpu", need, lambda: None,
-                                                                                      lambda: 64 * GIB)
+    assert plan_device("auto", need, gpu(None), lambda: 64 * GIB).device == "auto"  # the job process chooses
     with pytest.raises(SceneInputError, match="lower the batch size"):
-        plan_device("cpu", need, lambda: None, lambda: need // 2)
-    assert plan_device("cpu", need, lambda: None, lambda: None).device == "cpu"  # unknown RAM: not checked
+        plan_device("cpu", need, gpu(None), lambda: need // 2)
+    assert plan_device("cpu", need, gpu(None), lambda: None).device == "cpu"  # unknown RAM: not checked

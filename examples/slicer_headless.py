@@ -7,7 +7,7 @@ In Slicer (with the extension installed):
 Or with plain Python and the ``slicer-core`` wheel (``pip install slicer-core``), from a source checkout:
     python examples/slicer_headless.py --labeled ... --segment ... --out results/
 
-Writes ``results/model.pt`` and one ``<scan> ContrastSeg.seg.nrrd`` per segmented scan (segment names and colours from
+Writes ``results/model.pt`` (``model-2.pt``, ... when one is there already) and one ``<scan> ContrastSeg.seg.nrrd`` per segmented scan (segment names and colours from
 the labeled segmentations). Labels may be ``.seg.nrrd`` files or label maps.
 """
 
@@ -15,13 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
-try:
-    from ContrastSeg import ContrastSegLogic
-except ImportError:  # plain Python from a source checkout: the module folder is beside this one
+try:  # inside Slicer: the module's logic, which installs what is missing at the first job
+    import qt  # noqa: F401
+    from ContrastSeg import ContrastSegLogic as Logic
+except ImportError:  # plain Python with slicer-core, from a source checkout: the Qt-free workflow
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ContrastSeg"))
-    from ContrastSeg import ContrastSegLogic
+    from ContrastSegLogic import ContrastSegWorkflow as Logic
 
-from ContrastSegLogic import FinetuneSettings
+from dataclasses import replace
+
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
 from ContrastSegLogic.headless import ensure_scene
 from ContrastSegLogic.scene_io import read_scalar_volume, read_segmentation_file, write_segmentation_file
 
@@ -31,28 +34,29 @@ def main(argv):
     parser.add_argument("--labeled", nargs=2, action="append", required=True, metavar=("IMAGE", "LABELS"))
     parser.add_argument("--segment", nargs="+", required=True, metavar="IMAGE")
     parser.add_argument("--pretrained", help="checkpoint from contrastseg pretrain (optional)")
-    parser.add_argument("--iterations", type=int, default=FinetuneSettings.iterations)
-    parser.add_argument("--crop-size", type=int, default=FinetuneSettings.crop_size)
+    parser.add_argument("--iterations", type=int, default=FinetuneConfig().iterations)
+    parser.add_argument("--crop-size", type=int, default=PreprocessConfig().crop_size)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
 
     scene = ensure_scene()
-    logic = ContrastSegLogic(scene)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logic = Logic(scene, models_dir=args.out)
     labeled = []
     for image, labels in args.labeled:
         volume = read_scalar_volume(scene, image, Path(image).name.split(".")[0])
         labeled.append((volume, read_segmentation_file(scene, labels)))
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings = FinetuneSettings(iterations=args.iterations, crop_size=args.crop_size, device=args.device)
+    settings = replace(FinetuneConfig(), iterations=args.iterations, device=args.device)
     model = logic.finetune(labeled, pretrained=args.pretrained, settings=settings,
+                           preprocess=replace(PreprocessConfig(), crop_size=args.crop_size),
                            model_path=str(args.out / "model.pt"), wait=True,
                            on_event=lambda job, event: print(job.progress.text(), flush=True)
                            if event.get("event") == "progress" else None)
     print(f"model: {model}")
     for image in args.segment:
         volume = read_scalar_volume(scene, image, Path(image).name.split(".")[0])
-        result = logic.segment(volume, model, device=args.device)
+        result = logic.segment(volume, model, device=args.device, wait=True)
         print(f"wrote {write_segmentation_file(result, args.out / (result.GetName() + '.seg.nrrd'))}")
     return 0
 

@@ -21,7 +21,7 @@ from ..data.phantom import write_phantom_dataset
 from ..data.splits import make_split
 from ..errors import ContrastSegError
 from ..io import atomic_path, read_image, read_label
-from ..preprocess import median_plane_spacing
+from ..preprocess import canonical_spacing, median_plane_spacing
 from ..settings import PreprocessConfig
 from .profiles import Profile
 from .split_files import FixedSplit, load_split_file, packaged_split_path, resolve_split, save_split_file
@@ -255,7 +255,7 @@ def _scan(cases: list[Case], read_labels: bool) -> tuple[float, list[int]]:
     spacings, values = [], set()
     for case in cases:
         image = read_image(case.image, channel=case.channel)
-        spacings.append(image.spacing)
+        spacings.append(canonical_spacing(image))
         if read_labels:
             values |= {int(v) for v in np.unique(read_label(case.label, image=image).array) if v}
     return median_plane_spacing(spacings), sorted(values)

@@ -76,7 +76,7 @@ class Predictor:
         prepared = preprocess_volume(image, self.preprocess_config)
         record, classes = prepared.record, len(self.labels.values)
         values = torch.as_tensor(self.labels.values, device=self.plan.device)
-        stack = (record.original_shape[record.slice_axis],) + tuple(record.plane_shape)  # (S, R, C')
+        stack = record.stack_shape  # (S, R, C')
         indices = np.empty(stack, dtype=np.uint8 if max(self.labels.values) < 256 else np.uint16)
         entropy = np.empty(stack, dtype=np.float32) if uncertainty else None
         restored = np.empty((stack[0], classes) + stack[1:], dtype=np.float32) if probabilities else None

@@ -3,10 +3,12 @@
 from .pipeline import (
     PreparedVolume, labels_to_indices, preprocess_volume, restore_planes, restore_probabilities, to_volume_order,
 )
+from .orientation import Orientation, canonical_orientation, canonical_spacing, reorient
 from .record import PreprocessRecord
 from .resolve import median_plane_spacing, resolve_preprocessing
 
 __all__ = [
-    "PreparedVolume", "PreprocessRecord", "labels_to_indices", "median_plane_spacing", "preprocess_volume",
-    "resolve_preprocessing", "restore_planes", "restore_probabilities", "to_volume_order",
+    "Orientation", "PreparedVolume", "PreprocessRecord", "canonical_orientation", "canonical_spacing",
+    "labels_to_indices", "median_plane_spacing", "preprocess_volume", "reorient", "resolve_preprocessing",
+    "restore_planes", "restore_probabilities", "to_volume_order",
 ]

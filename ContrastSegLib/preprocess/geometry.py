@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 
 def choose_slice_axis(spacing_ijk: tuple[float, float, float], requested: int | None) -> int:
-    """Array axis (0 = k, 1 = j, 2 = i) to slice along: ``requested``, else the one with the largest spacing
-    (k on ties, the usual through-plane axis)."""
+    """Array axis (0 = k, 1 = j, 2 = i) of the canonically oriented volume of (i, j, k) spacing ``spacing_ijk`` to
+    slice along: ``requested``, else the one with the largest spacing (k on ties, the usual through-plane axis)."""
     if requested is not None:
         if requested not in (0, 1, 2):
             raise ValueError(f"slice axis must be 0, 1 or 2, got {requested}")

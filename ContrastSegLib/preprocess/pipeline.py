@@ -1,7 +1,8 @@
 """Volume -> normalised, equally sized slices, and predictions back onto the volume's own grid.
 
-Steps (each recorded so that :func:`restore_probabilities` can invert them): optional N4, slice axis, in-plane
-resampling to the target spacing, 1–99 % percentile normalisation, centre crop/pad to ``crop_size``.
+Steps (each recorded so that :func:`restore_probabilities` can invert them): canonical orientation (see
+``orientation``), optional N4, slice axis, in-plane resampling to the target spacing, 1–99 % percentile
+normalisation, centre crop/pad to ``crop_size``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..io.volume import Volume
 from ..settings import PreprocessConfig
 from . import geometry
 from .intensity import n4_correct, normalise, percentile_range
+from .orientation import canonical_orientation, reorient
 from .record import PreprocessRecord
 
 
@@ -36,7 +38,11 @@ def preprocess_volume(
     label: Volume | None = None,
     class_values: Sequence[int] | None = None,
 ) -> PreparedVolume:
-    """Slices of ``image`` (and of ``label``, as indices into ``class_values``) ready for the network."""
+    """Slices of ``image`` (and of ``label``, on the image's grid, as indices into ``class_values``) ready for the
+    network; the slices are cut from the canonically oriented volume, whatever its storage order."""
+    original_shape = tuple(image.array.shape)
+    orientation = canonical_orientation(image.direction)
+    image = reorient(image, orientation)
     if config.n4:
         image = n4_correct(image)
     axis = geometry.choose_slice_axis(image.spacing, config.slice_axis)
@@ -49,7 +55,7 @@ def preprocess_volume(
     offset = geometry.centre_offset(out_shape, config.crop_size)
     slices = geometry.crop_or_pad(normalise(resampled, intensity_range), offset, config.crop_size)
     record = PreprocessRecord(
-        original_shape=tuple(image.array.shape),
+        original_shape=original_shape,
         slice_axis=axis,
         plane_shape=tuple(stack.shape[1:]),
         plane_spacing=spacing,
@@ -57,6 +63,7 @@ def preprocess_volume(
         crop_offset=tuple(offset),
         crop_size=config.crop_size,
         intensity_range=intensity_range,
+        orientation=orientation,
     )
     indices = None
     if label is not None:
@@ -72,10 +79,9 @@ def restore_planes(probabilities: torch.Tensor, record: PreprocessRecord) -> tor
 
 
 def to_volume_order(planes: np.ndarray, record: PreprocessRecord) -> np.ndarray:
-    """(S, R, C') or (S, C, R, C') slice-stack arrays -> (K, J, I) or (C, K, J, I) volume order."""
-    if planes.ndim == 4:
-        return geometry.from_slice_stack(np.moveaxis(planes, 1, 0), record.slice_axis)
-    return geometry.from_slice_stack(planes, record.slice_axis)
+    """(S, R, C') or (S, C, R, C') slice-stack arrays -> (K, J, I) or (C, K, J, I) in the input's stored order."""
+    stack = np.moveaxis(planes, 1, 0) if planes.ndim == 4 else planes
+    return record.orientation.invert(geometry.from_slice_stack(stack, record.slice_axis))
 
 
 def restore_probabilities(probabilities: np.ndarray | torch.Tensor, record: PreprocessRecord) -> np.ndarray:
@@ -101,7 +107,8 @@ def labels_to_indices(array: np.ndarray, class_values: Sequence[int], source: st
 def _label_to_slices(label: Volume, record: PreprocessRecord, class_values: Sequence[int] | None) -> np.ndarray:
     """Label map -> (S, P, P) class indices on the preprocessed grid (one-hot resampled linearly, then argmax)."""
     values = sorted(set(np.unique(label.array).tolist()) | {0}) if class_values is None else list(class_values)
-    indices = geometry.to_slice_stack(labels_to_indices(label.array, values, label.name), record.slice_axis)
+    canonical = record.orientation.apply(labels_to_indices(label.array, values, label.name))
+    indices = np.ascontiguousarray(geometry.to_slice_stack(canonical, record.slice_axis))
     if record.resampled:
         one_hot = torch.nn.functional.one_hot(torch.from_numpy(indices).long(), len(values))
         planes = one_hot.permute(0, 3, 1, 2).float()  # (S, classes, R, C)

@@ -18,7 +18,7 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import Volume, check_output_path, read_image, read_label
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreparedVolume, preprocess_volume, resolve_preprocessing
+from ..preprocess import PreparedVolume, canonical_spacing, preprocess_volume, resolve_preprocessing
 from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from ..runtime.progress import ProgressReporter
 from ..settings import DEFAULT_CHANNELS, FinetuneConfig, PreprocessConfig
@@ -115,7 +115,7 @@ def run_finetune(
     validation_pairs = read_labeled_cases(dataset, validation_cases)
     labels = label_set_for(dataset, train_pairs)
     model_config = UNetConfig(in_channels=1, num_classes=labels.num_classes, channels=tuple(channels))
-    preprocess = resolve_preprocessing(preprocess, [p.image.spacing for p in train_pairs], channels)
+    preprocess = resolve_preprocessing(preprocess, [canonical_spacing(p.image) for p in train_pairs], channels)
     train = [_prepare(p, preprocess, labels) for p in train_pairs]
     validation = [_prepare(p, preprocess, labels) for p in validation_pairs]
     pseudo_pool = _self_training_pool(config, dataset, split, unlabeled, preprocess)

@@ -23,7 +23,7 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import check_output_path, read_image
 from ..models import UNet2D, UNetConfig
-from ..preprocess import preprocess_volume, resolve_preprocessing
+from ..preprocess import canonical_spacing, preprocess_volume, resolve_preprocessing
 from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from ..runtime.precision import plan_execution
 from ..runtime.progress import ProgressReporter
@@ -89,7 +89,7 @@ def run_pretrain(
             raise ContrastSegError(f"--stage {config.stage} learns from unlabeled volumes; pass --unlabeled DIR")
         cases = unlabeled_cases(unlabeled, split)
         images = [read_image(c.image, channel=c.channel) for c in cases]
-        preprocess = resolve_preprocessing(preprocess, [image.spacing for image in images], channels)
+        preprocess = resolve_preprocessing(preprocess, [canonical_spacing(image) for image in images], channels)
         slices = [preprocess_volume(image, preprocess).image for image in images]
         del images
         bank = PartitionSliceBank(slices, config.partitions, plan.device, names=[str(c.image) for c in cases])
@@ -146,7 +146,7 @@ def _labeled_bank(labeled, split, preprocess: PreprocessConfig, channels, device
         raise ContrastSegError(f"{labeled}: no labeled training volumes for the supervised-local stage")
     pairs = read_labeled_cases(dataset, cases)
     labels = label_set_for(dataset, pairs)
-    preprocess = resolve_preprocessing(preprocess, [p.image.spacing for p in pairs], channels)
+    preprocess = resolve_preprocessing(preprocess, [canonical_spacing(p.image) for p in pairs], channels)
     prepared = [preprocess_volume(p.image, preprocess, p.label, labels.values) for p in pairs]
     return LabeledSliceBank(prepared, device), cases, labels, preprocess
 

@@ -129,7 +129,7 @@ class Session:
         self.scene = start_scene()
         self.window = qt.QMainWindow()
         self.window.setObjectName("qSlicerMainWindow")
-        self.window.resize(520, 1100)
+        self.window.resize(620, 1000)
         self.module = self.widget = self.panel = None
 
     def load_module(self, name: str = "ContrastSeg"):
@@ -169,6 +169,12 @@ class Session:
         """File > Close Scene: ``vtkMRMLScene::Clear`` (StartClose / EndClose events), views kept."""
         slicer.mrmlScene.Clear(0)
         add_slice_views(slicer.mrmlScene)
+
+    def screenshot(self, path: Path) -> None:
+        """The whole module panel as rendered (every section, whatever the scroll position), as a PNG."""
+        qt.QApplication.processEvents()
+        if not self.panel.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
 
     def save_scene(self, path: Path) -> None:
         """File > Save Scene (the .mrml file; the volumes' voxels are not needed to check the settings)."""

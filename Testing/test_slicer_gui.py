@@ -127,7 +127,7 @@ def test_the_whole_workflow_by_clicks(session, tmp_path):
     assert ui.reviewVolumeSelector.currentNode() is scan1
     prediction = ui.reviewPredictionSelector.currentNode()
     assert prediction.GetName() == "scan1 ContrastSeg"
-    session.window.grab().save(str(SCREENSHOTS / "ContrastSeg-panel-after-segment.png"))
+    session.screenshot(SCREENSHOTS / "ContrastSeg-panel-after-segment.png")
 
     # Review against the reference, correct the prediction, add it to the training set
     ui.reviewVolumeSelector.setCurrentNode(scan2)
@@ -221,7 +221,8 @@ def test_stop_and_keep_delivers_the_weights_reached(session):
     click(ui.finetuneButton)
     wait_until(lambda: "step" in ui.statusLabel.text and ui.progressBar.value >= 0 and ui.stopButton.enabled, 120,
                "the first training steps")
-    session.window.grab().save(str(SCREENSHOTS / "ContrastSeg-panel-training.png"))
+    wait_until(lambda: ui.progressBar.value > 0, 120, "the progress bar to move")
+    session.screenshot(SCREENSHOTS / "ContrastSeg-panel-training.png")
     click(ui.stopButton)
     wait_until(lambda: ui.finetuneButton.text == "Fine-tune", 120, "the stopped job to deliver its model")
     model = ui.segmentModelPath.currentPath

@@ -134,9 +134,11 @@ def read_labelmap_as_segmentation(scene, path: str | os.PathLike, reference_volu
     with nodes_removed_on_error(scene):
         node = _new_segmentation(scene, name)
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
-        node.SetAndObserveTransformNodeID(reference_volume.GetTransformNodeID())
         _import_labelmap_file(path, node, "could not read the predicted label map; run the segmentation again")
         _name_segments(node, classes)
+        # Only now: importing into a transformed node would move the label map (given in the volume's own
+        # coordinates) by the inverse transform.
+        node.SetAndObserveTransformNodeID(reference_volume.GetTransformNodeID())
     return node
 
 

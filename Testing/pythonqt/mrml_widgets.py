@@ -207,13 +207,16 @@ class qMRMLNodeComboBox(QtWidgets.QWidget):
 class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
     """``qMRMLCheckableNodeComboBox.h``: every listed node has a check box (unchecked when it appears);
     ``checkedNodes()``, ``uncheckedNodes()``, ``checkState(node)``, ``setCheckState(node, state)``; signal
-    ``checkedNodesChanged()`` whenever a check changes."""
+    ``checkedNodesChanged()`` whenever a check changes. Shows the checked nodes' names, as ctkCheckableComboBox
+    does."""
 
     checkedNodesChanged = QtCore.pyqtSignal()
 
     def __init__(self, parent=None):
         self._checked: set[str] = set()
         super().__init__(parent)
+        self._combo.setEditable(True)
+        self._combo.lineEdit().setReadOnly(True)
 
     def _refresh_checks(self) -> None:
         present = {self._combo.itemData(i) for i in range(self._combo.count())}
@@ -225,6 +228,7 @@ class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
                 item.setCheckable(True)
                 item.setCheckState(QtCore.Qt.Checked if self._combo.itemData(row) in self._checked
                                    else QtCore.Qt.Unchecked)
+        self._combo.lineEdit().setText(", ".join(n.GetName() for n in self.checkedNodes()) or "None")
         if gone:
             QtCore.QTimer.singleShot(0, self.checkedNodesChanged.emit)
 

@@ -36,6 +36,16 @@ class ContrastSeg(ScriptedLoadableModule):
             "(semi-supervised local contrastive loss).")
 
 
+def _with_packages(name: str):
+    """The workflow's method ``name``, run once the Python packages it needs are installed."""
+    def method(self, *args, **kwargs):
+        self.ensure_dependencies()
+        return getattr(self.workflow, name)(*args, **kwargs)
+    method.__name__ = name
+    method.__doc__ = f"``ContrastSegWorkflow.{name}`` after ``ensure_dependencies()``."
+    return method
+
+
 class ContrastSegLogic(ScriptedLoadableModuleLogic):
     """Usable from scripts without the GUI::
 
@@ -82,25 +92,11 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
 
     # ---- the workflow, with the packages it needs ------------------------------------------------------------------
 
-    def pretrain(self, *args, **kwargs):
-        self.ensure_dependencies()
-        return self.workflow.pretrain(*args, **kwargs)
-
-    def finetune(self, *args, **kwargs):
-        self.ensure_dependencies()
-        return self.workflow.finetune(*args, **kwargs)
-
-    def segment(self, *args, **kwargs):
-        self.ensure_dependencies()
-        return self.workflow.segment(*args, **kwargs)
-
-    def segment_folder(self, *args, **kwargs):
-        self.ensure_dependencies()
-        return self.workflow.segment_folder(*args, **kwargs)
-
-    def compare(self, *args, **kwargs):
-        self.ensure_dependencies()
-        return self.workflow.compare(*args, **kwargs)
+    pretrain = _with_packages("pretrain")
+    finetune = _with_packages("finetune")
+    segment = _with_packages("segment")
+    segment_folder = _with_packages("segment_folder")
+    compare = _with_packages("compare")
 
     def add_to_training_set(self, *args, **kwargs):
         return self.workflow.add_to_training_set(*args, **kwargs)

@@ -23,7 +23,17 @@ from slicer_app import click, qt, shown_background, wait_until  # noqa: E402
 
 from ContrastSegLogic.scene_io import scene_node_ids  # noqa: E402
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "Screenshots"
+SCREENSHOT_FOLDER = "CONTRASTSEG_SCREENSHOTS"  # set (e.g. to Screenshots/) to refresh the README's pictures
+
+
+def screenshot(session, tmp_path, name: str) -> None:
+    """The panel rendered to ``$CONTRASTSEG_SCREENSHOTS/name`` (else into the test's folder), checked to be a picture
+    of the whole panel."""
+    from PyQt5.QtGui import QImage
+    path = Path(os.environ.get(SCREENSHOT_FOLDER) or tmp_path) / name
+    session.screenshot(path)
+    image = QImage(str(path))
+    assert image.width() >= 400 and image.height() >= 1000, (image.width(), image.height())
 
 
 @pytest.fixture
@@ -127,7 +137,7 @@ def test_the_whole_workflow_by_clicks(session, tmp_path):
     assert ui.reviewVolumeSelector.currentNode() is scan1
     prediction = ui.reviewPredictionSelector.currentNode()
     assert prediction.GetName() == "scan1 ContrastSeg"
-    session.screenshot(SCREENSHOTS / "ContrastSeg-panel-after-segment.png")
+    screenshot(session, tmp_path, "ContrastSeg-panel-after-segment.png")
 
     # Review against the reference, correct the prediction, add it to the training set
     ui.reviewVolumeSelector.setCurrentNode(scan2)
@@ -212,7 +222,7 @@ def test_cancel_mid_job_ends_the_process_group_and_leaves_the_scene(session):
     assert session.dialogs.errors == []
 
 
-def test_stop_and_keep_delivers_the_weights_reached(session):
+def test_stop_and_keep_delivers_the_weights_reached(session, tmp_path):
     from ContrastSegLib.runtime.checkpoint import load_checkpoint
     ui = session.widget.panel.ui
     two_pairs(ui)
@@ -222,7 +232,7 @@ def test_stop_and_keep_delivers_the_weights_reached(session):
     wait_until(lambda: "step" in ui.statusLabel.text and ui.progressBar.value >= 0 and ui.stopButton.enabled, 120,
                "the first training steps")
     wait_until(lambda: ui.progressBar.value > 0, 120, "the progress bar to move")
-    session.screenshot(SCREENSHOTS / "ContrastSeg-panel-training.png")
+    screenshot(session, tmp_path, "ContrastSeg-panel-training.png")
     click(ui.stopButton)
     wait_until(lambda: ui.finetuneButton.text == "Fine-tune", 120, "the stopped job to deliver its model")
     model = ui.segmentModelPath.currentPath

@@ -190,6 +190,7 @@ class ContrastSegPanel:
                                          foregroundOpacity=0.4 if uncertainty else None, fit=True)
         self.parameters.set_single("reviewVolume", volume)
         self.parameters.set_single("reviewPrediction", segmentations[0])
+        self.ui.reviewSection.collapsed = False
 
     def _segmented_folder(self, job) -> None:
         self.ui.statusLabel.text = f"Wrote {len(job.result)} file(s) to {self.parameters.get('segmentFolderOutput')}"

@@ -228,9 +228,12 @@ class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
                 item.setCheckable(True)
                 item.setCheckState(QtCore.Qt.Checked if self._combo.itemData(row) in self._checked
                                    else QtCore.Qt.Unchecked)
-        self._combo.lineEdit().setText(", ".join(n.GetName() for n in self.checkedNodes()) or "None")
         if gone:
             QtCore.QTimer.singleShot(0, self.checkedNodesChanged.emit)
+
+    def _on_index(self, index: int) -> None:
+        super()._on_index(index)
+        self._combo.lineEdit().setText(", ".join(n.GetName() for n in self.checkedNodes()) or "None")
 
     def checkedNodes(self) -> list:
         return [n for n in self._nodes() if n.GetID() in self._checked]
@@ -251,6 +254,7 @@ class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
             self._checked.discard(node.GetID())
         if before != self._checked:
             self._refresh_checks()
+            self._on_index(self._combo.currentIndex())
             self.checkedNodesChanged.emit()
 
 

@@ -227,7 +227,7 @@ def test_stop_and_keep_delivers_the_weights_reached(session, tmp_path):
     ui = session.widget.panel.ui
     two_pairs(ui)
     click(ui.randomInitRadio)
-    tiny_settings(ui, iterations=100000)
+    tiny_settings(ui, iterations=5000)
     click(ui.finetuneButton)
     wait_until(lambda: "step" in ui.statusLabel.text and ui.progressBar.value >= 0 and ui.stopButton.enabled, 120,
                "the first training steps")
@@ -237,7 +237,7 @@ def test_stop_and_keep_delivers_the_weights_reached(session, tmp_path):
     wait_until(lambda: ui.finetuneButton.text == "Fine-tune", 120, "the stopped job to deliver its model")
     model = ui.segmentModelPath.currentPath
     stopped = load_checkpoint(model).metadata["stopped"]
-    assert 0 < stopped["step"] < 100000 and stopped["planned"] == 100000
+    assert 0 < stopped["step"] < 5000 and stopped["planned"] == 5000
     assert "stopped early" in ui.logView.toPlainText() and "stopped early" in ui.modelClassesLabel.text
     assert session.dialogs.errors == []
 

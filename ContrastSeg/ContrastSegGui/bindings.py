@@ -90,8 +90,10 @@ class CheckableNames:
         return "" if len(checked) == len(items) else ",".join(checked)
 
     def write(self, value: str) -> None:
-        names = {n.strip() for n in value.split(",") if n.strip()}
-        for item in self.items():
+        """Tick the named items; all of them when none is named (or none of the names is listed)."""
+        items = self.items()
+        names = {n.strip() for n in value.split(",") if n.strip()} & {item.text() for item in items}
+        for item in items:
             item.setCheckState(qt.Qt.Checked if not names or item.text() in names else qt.Qt.Unchecked)
 
 

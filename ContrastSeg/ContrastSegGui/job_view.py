@@ -62,6 +62,7 @@ class JobView:
             yield
         finally:
             self._set_enabled(True)
+            self.ui.statusLabel.text = ""
 
     def start(self, button, job, on_success: Callable[[Any], None], message: str = "") -> None:
         self.job, self._button, self._on_success = job, button, on_success

@@ -4,7 +4,9 @@ real implementation on ``subprocess`` that runs ``contrastseg`` under Slicer's o
 A process writes one JSON event per line on stdout (see ``ContrastSegLib.runtime.progress``); stderr goes to the
 job's log file, so a chatty process can never block on a full pipe. On Windows the process gets no console window
 (closing one would kill the job) and a process group of its own, as ``slicer.util.launchConsoleProcess`` hides its
-consoles; "stop and keep" reaches it through a stop file, since a GUI program has no console to send CTRL+BREAK to.
+consoles. "Stop and keep" reaches the process through a stop file (``$CONTRASTSEG_STOP_FILE``), on every platform:
+a GUI program has no console to send CTRL+BREAK to, and a file asked for before training has started is honoured
+at its first step, where a signal would have interrupted the process.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Iterable, Mapping, Protocol, Sequence
+
+from ContrastSegLib.runtime.stop import STOP_FILE_VARIABLE
 
 KILL_GRACE_S = 5.0
 
@@ -33,7 +37,7 @@ class ProcessHandle(Protocol):
         """Block until it ends; its exit code."""
 
     def interrupt(self) -> None:
-        """Ask it to stop early and keep its results (SIGINT on POSIX, the stop file on Windows)."""
+        """Ask it to stop early and keep its results."""
 
     def kill_tree(self) -> None:
         """End it and every process it started."""
@@ -63,12 +67,8 @@ class SubprocessHandle:
         return self.process.wait(timeout)
 
     def interrupt(self) -> None:
-        if self.process.poll() is not None:
-            return
-        if self.stop_file is not None:
+        if self.process.poll() is None and self.stop_file is not None:
             self.stop_file.touch()
-        if os.name != "nt":
-            _signal_group(self.process.pid, signal.SIGINT)
 
     def kill_tree(self) -> None:
         if self.process.poll() is not None:
@@ -98,7 +98,6 @@ class SubprocessLauncher:
 
 
 STOP_FILE_NAME = "stop-requested"
-STOP_FILE_VARIABLE = "CONTRASTSEG_STOP_FILE"  # read by ContrastSegLib.runtime.stop
 
 
 def popen_options(os_name: str) -> dict:

@@ -295,6 +295,9 @@ def test_waiting_from_a_script_keeps_slicer_responsive(session):
 
 def test_scene_close_and_module_lifecycle(session):
     ui = session.widget.panel.ui
+    models = Path(session.widget.logic.models_folder())
+    assert models.parent.parent == Path(slicer.app.slicerUserSettingsFilePath).parent  # <settings>/ContrastSeg/models
+    assert Path(slicer.app.temporaryPath) not in models.parents and ui.modelsFolderPath.currentPath == str(models)
     two_pairs(ui)
     ui.iterationsSpin.value = 77
     session.exit()

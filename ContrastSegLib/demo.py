@@ -23,7 +23,7 @@ from .data.discovery import discover
 from .data.phantom import LABEL_NAMES, write_phantom_dataset
 from .data.splits import make_split, save_split
 from .evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, format_table, summarise, write_rows
-from .io import atomic_path
+from .io import atomic_path, write_text
 from .settings import ExecutionConfig, PreprocessConfig, PretrainConfig, config_from_args
 from .training.methods import Method, parse_method
 
@@ -49,7 +49,7 @@ def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrit
     """Run the demo into the folder ``out``; returns one summary row per method and structure."""
     out = Path(out)
     methods = [parse_method(name) for name in config.methods]
-    with atomic_path(out, overwrite) as staging:
+    with atomic_path(out, overwrite, kind="folder") as staging:
         staging.mkdir()
         data = write_phantom_dataset(staging / "phantoms", config.subjects, seed=config.seed)
         dataset = discover(data)
@@ -70,7 +70,7 @@ def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrit
                   format_table(summary, ["method"] + SUMMARY_COLUMNS,
                                title=f"test Dice / HD95 on {len(test_cases)} held-out volumes, "
                                      f"{config.labeled} labeled volume(s) for fine-tuning"))
-        (staging / "report.md").write_text(_report(config, split, seconds, tables))
+        write_text(_report(config, split, seconds, tables), staging / "report.md")
     print(tables)
     print(f"\nreport: {out / 'report.md'}  overlays: {out / 'overlays'}")
     return summary

@@ -12,10 +12,13 @@ import argparse
 import dataclasses
 import enum
 import re
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Sequence, TypeVar
 
 from .errors import ContrastSegError
+from .option_rules import (BATCH, FRACTION, LEARNING_RATE, PERCENTILES, POSITIVE_WHOLE, SEED, SHAPE_PARAMETER, SIDE,
+                           SLICE_AXIS, SPACING, SWITCH, TEXT, Rule, checked_parse, finite_between, one_of, option,
+                           problem, text_of, whole_between)
 
 C = TypeVar("C", bound="Config")
 
@@ -78,6 +81,7 @@ DEFAULT_STRATEGY: dict[str, str] = {Stage.GLOBAL: GlobalStrategy.GD.value, Stage
                                     Stage.SUPERVISED_LOCAL: SupervisedLocalMode.STRIDE.value}  # the papers' choices
 DOMAIN_STRATEGIES = (GlobalStrategy.GD_MINUS, GlobalStrategy.GD, LocalStrategy.LD)
 DEFAULT_CHANNELS = (16, 32, 64, 128, 128, 128)  # the paper's encoder widths
+MAX_BLOCKS, MAX_WIDTH = 8, 1024  # bounds of --channels: encoder blocks, and the width of each
 
 
 def unet_divisor(channels: Sequence[int]) -> int:
@@ -85,71 +89,9 @@ def unet_divisor(channels: Sequence[int]) -> int:
     return 2 ** (len(channels) - 1)
 
 
-# --- rules: what a value must be, and how it is written on the command line ---------------------------------------
-
-@dataclass(frozen=True)
-class Rule:
-    """``test`` of a value, the ``requirement`` in words, ``parse`` from and ``text`` to the command line, and the
-    ``choices`` argparse offers."""
-
-    test: Callable[[Any], bool]
-    requirement: str
-    parse: Callable[[str], Any] = str
-    text: Callable[[Any], str] = str
-    choices: tuple | None = None
-
-    def allows(self, value: Any) -> bool:
-        try:
-            return bool(self.test(value))
-        except (TypeError, ValueError):
-            return False
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number_pair(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO,HI, e.g. 1,99; got {text!r}") from None
-    return low, high
-
-
-def one_of(choice: type[Choice]) -> Rule:
-    return Rule(lambda v: v in choice.values(), f"choose one of {', '.join(choice.values())}",
-                choices=choice.values())
-
-
-WHOLE = Rule(_whole, "must be a whole number", int)
-POSITIVE_WHOLE = Rule(lambda v: _whole(v) and v >= 1, "must be a whole number ≥ 1", int)
-COUNT = Rule(lambda v: _whole(v) and v >= 0, "must be a whole number ≥ 0", int)
-POSITIVE = Rule(lambda v: _number(v) and v > 0, "must be a number > 0", float)
-NON_NEGATIVE = Rule(lambda v: _number(v) and v >= 0, "must be a number ≥ 0", float)
-FRACTION = Rule(lambda v: _number(v) and 0 < v < 1, "must lie strictly between 0 and 1", float)
-SWITCH = Rule(lambda v: isinstance(v, bool), "must be on or off", text=lambda v: {True: "on", False: "off"}[v])
-TEXT = Rule(lambda v: isinstance(v, str), "must be a name")
-SPACING = Rule(lambda v: v is None or _number(v) and v > 0, "must be a spacing in mm > 0, or left out for the median",
-               float)
-SLICE_AXIS = Rule(lambda v: v is None or _whole(v) and v in (0, 1, 2), "choose 0, 1 or 2", int, choices=(0, 1, 2))
-PERCENTILES = Rule(lambda v: len(v) == 2 and all(map(_number, v)) and 0 <= v[0] < v[1] <= 100,
-                   "needs 0 ≤ LO < HI ≤ 100", _number_pair, lambda v: f"{v[0]},{v[1]}")
+# the rules of the values are in ``option_rules``
 DEVICE = Rule(lambda v: v in Device.values() or re.fullmatch(r"cuda:\d+", v) is not None,
               "unknown device; choose one of auto, cpu, cuda, cuda:N, mps")
-
-
-def option(default: Any, flag: str | tuple[str, ...], rule: Rule, help: str, shown: str | None = None,
-           **argparse_keywords: Any) -> Any:
-    """A config field with its flag(s) (the first is the one written), rule and help; ``shown``: how --help names
-    the default (else the default itself); ``argparse_keywords``: more of ``add_argument`` (nargs, const, metavar)."""
-    flags = (flag,) if isinstance(flag, str) else tuple(flag)
-    return field(default=default, metadata={"flags": flags, "rule": rule, "help": help, "shown": shown,
-                                            "argparse": argparse_keywords})
 
 
 # --- the configs ------------------------------------------------------------------------------------------------
@@ -179,10 +121,7 @@ class Config:
 
 def _refusal(item: dataclasses.Field, value: Any) -> ContrastSegError:
     """The error for a bad value of the field ``item``: its flag, the value, what it must be, an example."""
-    flag, rule = item.metadata["flags"][0], item.metadata["rule"]
-    example = (f", e.g. {flag} or --no-{flag[2:]}" if rule is SWITCH else
-               "" if item.default is None else f", e.g. {flag} {_text(rule, item.default)}")
-    return ContrastSegError(f"{flag} {_text(rule, value)}: {rule.requirement}{example}")
+    return ContrastSegError(f"{item.metadata['flags'][0]} {text_of(item.metadata['rule'], value)}: {problem(item)}")
 
 
 @dataclass(frozen=True)
@@ -210,7 +149,7 @@ class PreprocessConfig(Config):
 
     target_spacing: float | None = option(None, "--spacing", SPACING, "in-plane spacing in mm to resample to",
                                           shown="median in-plane spacing of the training volumes")
-    crop_size: int = option(192, "--crop-size", POSITIVE_WHOLE,
+    crop_size: int = option(192, "--crop-size", SIDE,
                             "side of the square slices, a multiple of 32 (of 2^(number of --channels - 1))")
     slice_axis: int | None = option(None, "--slice-axis", SLICE_AXIS,
                                     "axis of the canonically oriented (LPS) array to slice along: 0 = k (axial), "
@@ -230,6 +169,18 @@ class PreprocessConfig(Config):
         return self
 
 
+DEFAULT_MAX_VOXELS = 2 ** 30  # about 1.07e9 voxels: 4 GiB as float32
+
+
+@dataclass(frozen=True)
+class ReadConfig(Config):
+    """Bounds on what reading an image may allocate; not stored in checkpoints (see ``io.read_checks``)."""
+
+    max_voxels: int = option(DEFAULT_MAX_VOXELS, "--max-voxels", POSITIVE_WHOLE,
+                             "refuse images whose header declares more voxels than this, before reading them; "
+                             "raise it for larger scans")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig(ExecutionConfig):
     """Settings of one fine-tuning run; stored in the checkpoint.
@@ -239,19 +190,19 @@ class FinetuneConfig(ExecutionConfig):
     """
 
     iterations: int = option(3000, "--iterations", POSITIVE_WHOLE, "training steps (of each self-training round)")
-    batch_size: int = option(16, "--batch-size", POSITIVE_WHOLE, "labeled slices per step")
-    learning_rate: float = option(1e-3, "--lr", POSITIVE, "Adam learning rate")
+    batch_size: int = option(16, "--batch-size", BATCH, "labeled slices per step")
+    learning_rate: float = option(1e-3, "--lr", LEARNING_RATE, "Adam learning rate")
     lr_schedule: str = option(LrSchedule.COSINE.value, "--lr-schedule", one_of(LrSchedule),
                               "cosine: anneal to 0 over the run; constant: the paper's setting")
     validate_every: int = option(200, "--validate-every", POSITIVE_WHOLE,
                                  "steps between validation Dice measurements (with a split's validation cases)")
-    seed: int = option(0, "--seed", WHOLE, "seed of initialisation, sampling and augmentation")
+    seed: int = option(0, "--seed", SEED, "seed of initialisation, sampling and augmentation")
     augment: bool = option(True, "--augment", SWITCH, "geometric and intensity augmentation (--no-augment: off)")
     mixup: bool = option(False, "--mixup", SWITCH, "Mixup of image/label pairs")
-    mixup_alpha: float = option(0.4, "--mixup-alpha", POSITIVE, "α of the Beta(α, α) Mixup weights")
-    ce_weight: float = option(1.0, "--ce-weight", NON_NEGATIVE,
+    mixup_alpha: float = option(0.4, "--mixup-alpha", SHAPE_PARAMETER, "α of the Beta(α, α) Mixup weights")
+    ce_weight: float = option(1.0, "--ce-weight", finite_between(0, 100, low_open=False),
                               "weight of cross-entropy beside Dice (0: Dice only, as the paper)")
-    self_training_rounds: int = option(0, "--self-training", COUNT,
+    self_training_rounds: int = option(0, "--self-training", whole_between(0, 100),
                                        "rounds of self-training (1 when given alone): the model pseudo-labels the "
                                        "unlabeled volumes and trains again on labeled + confident pseudo-labeled "
                                        "pixels", nargs="?", const=1, metavar="ROUNDS")
@@ -278,17 +229,18 @@ class PretrainConfig(ExecutionConfig):
                                   "s-th pixel), block (b × b blocks), exact (all pixels, chunked), dense (all at once; "
                                   "small inputs only)", shown="GD, LR or stride, by --stage")
     iterations: int = option(10000, "--iterations", POSITIVE_WHOLE, "training steps")
-    partitions: int = option(4, "--partitions", POSITIVE_WHOLE,
+    partitions: int = option(4, "--partitions", BATCH,
                              "S: equal partitions of each volume by relative slice position")
-    volumes_per_batch: int = option(4, "--volumes-per-batch", POSITIVE_WHOLE,
+    volumes_per_batch: int = option(4, "--volumes-per-batch", BATCH,
                                     "m: volumes per batch; a batch holds m × S slices")
-    learning_rate: float = option(1e-3, "--lr", POSITIVE, "Adam learning rate")
-    temperature: float = option(0.1, "--temperature", POSITIVE, "τ of the contrastive losses")
-    decoder_blocks: int = option(3, "--decoder-blocks", POSITIVE_WHOLE, "l: decoder blocks trained by the local stage")
-    region_size: int = option(3, "--region-size", POSITIVE_WHOLE, "K: local regions of K × K features")
-    stride: int = option(4, "--stride", POSITIVE_WHOLE, "supervised-local --mode stride: keep every s-th pixel")
-    block_size: int = option(16, "--block-size", POSITIVE_WHOLE, "supervised-local --mode block: block side b")
-    seed: int = option(0, "--seed", WHOLE, "seed of initialisation, sampling and views")
+    learning_rate: float = option(1e-3, "--lr", LEARNING_RATE, "Adam learning rate")
+    temperature: float = option(0.1, "--temperature", SHAPE_PARAMETER, "τ of the contrastive losses")
+    decoder_blocks: int = option(3, "--decoder-blocks", whole_between(1, MAX_BLOCKS - 1),
+                                 "l: decoder blocks trained by the local stage")
+    region_size: int = option(3, "--region-size", SIDE, "K: local regions of K × K features")
+    stride: int = option(4, "--stride", SIDE, "supervised-local --mode stride: keep every s-th pixel")
+    block_size: int = option(16, "--block-size", SIDE, "supervised-local --mode block: block side b")
+    seed: int = option(0, "--seed", SEED, "seed of initialisation, sampling and views")
     checkpoint_every: int = option(500, "--checkpoint-every", POSITIVE_WHOLE,
                                    "steps between saves of the resume file")
 
@@ -302,6 +254,28 @@ class PretrainConfig(ExecutionConfig):
         if self.strategy not in STRATEGIES[self.stage]:
             raise ContrastSegError(f"--strategy {self.strategy} is not a {self.stage} strategy; choose one of "
                                    f"{', '.join(STRATEGIES[self.stage])}")
+        return self
+
+    def check_model(self, channels: Sequence[int], crop_size: int) -> "PretrainConfig":
+        """The settings that depend on the UNet (encoder widths ``channels``) and the slice side ``crop_size``:
+        decoder blocks the UNet has, a region that fits the local feature map, a stride or block inside a slice."""
+        blocks = len(channels) - 1
+        if self.stage == Stage.LOCAL:
+            if self.decoder_blocks > blocks:
+                raise ContrastSegError(f"--decoder-blocks {self.decoder_blocks}: the UNet of --channels "
+                                       f"{','.join(map(str, channels))} has {blocks} decoder blocks; choose "
+                                       f"1..{blocks}")
+            side = crop_size // 2 ** (blocks - self.decoder_blocks)
+            if self.region_size > side:
+                raise ContrastSegError(f"--region-size {self.region_size}: the local feature map after "
+                                       f"{self.decoder_blocks} decoder block(s) of a {crop_size}² crop is {side}² "
+                                       f"pixels; choose 1..{side}")
+        if self.stage == Stage.SUPERVISED_LOCAL:
+            largest = {"--stride": crop_size - 1, "--block-size": crop_size}  # a stride must keep 2 pixels a side
+            for flag, value in (("--stride", self.stride), ("--block-size", self.block_size)):
+                if value > largest[flag]:
+                    raise ContrastSegError(f"{flag} {value}: slices are {crop_size}² pixels (--crop-size); choose "
+                                           f"1..{largest[flag]}")
         return self
 
     @property
@@ -334,17 +308,17 @@ def add_options(target: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
     for item in option_fields(cls):
         if item.name in left_out:
             continue
-        rule, shown = item.metadata["rule"], item.metadata["shown"] or _text(item.metadata["rule"], item.default)
+        rule, shown = item.metadata["rule"], item.metadata["shown"] or text_of(item.metadata["rule"], item.default)
         keywords = {"dest": item.name, "default": argparse.SUPPRESS if keep_unset else item.default,
                     "help": f"{item.metadata['help']} (default: {shown})".replace("%", "%%"),
                     **item.metadata["argparse"]}
         if rule is SWITCH:
             keywords["action"] = _Switch
         elif rule.choices:
-            keywords.update(type=rule.parse, choices=rule.choices)
+            keywords.update(type=checked_parse(item), choices=rule.choices)
         else:
             keywords.setdefault("metavar", item.metadata["flags"][0][2:].upper().replace("-", "_"))
-            keywords["type"] = rule.parse
+            keywords["type"] = checked_parse(item)
         target.add_argument(*item.metadata["flags"], **keywords)
 
 
@@ -377,10 +351,3 @@ def command_arguments(config: Config, exclude: Iterable[str | type] = ()) -> lis
 def _names(exclude: Iterable[str | type]) -> set[str]:
     return {name for entry in exclude for name in ([f.name for f in fields(entry)] if isinstance(entry, type)
                                                    else [entry])}
-
-
-def _text(rule: Rule, value: Any) -> str:
-    try:
-        return rule.text(value)
-    except (TypeError, ValueError, IndexError, KeyError):
-        return str(value)

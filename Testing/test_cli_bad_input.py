@@ -163,7 +163,7 @@ BAD_CHECKPOINTS = {
     "first half of a checkpoint": (_truncated, "truncated or corrupt"),
     "text file": (_text_file, "not a readable checkpoint"),
     "pre-training stage": (_pretrain_stage, "fine-tune it first"),
-    "architecture mismatch": (_wrong_architecture, "does not match its architecture"),
+    "architecture mismatch": (_wrong_architecture, "does not fit the architecture"),
 }
 
 
@@ -209,13 +209,12 @@ def test_a_checkpoint_holding_code_is_refused_never_run(capsys, tmp_path, good_p
 def test_finetune_init_with_other_labels_is_refused(capsys, tmp_path, good_pairs, model):
     other = tmp_path / "other_labels.pt"
     checkpoint = load_checkpoint(model)
-    checkpoint.metadata["labels"] = {"values": [0, 1, 2], "names": ["background", "a", "b"],
-                                     "colors": [[0, 0, 0], [1, 2, 3], [4, 5, 6]]}
+    checkpoint.metadata["labels"] = {"values": [0, 2], "names": ["background", "b"], "colors": [[0, 0, 0], [4, 5, 6]]}
     save_checkpoint(checkpoint, other)
     out = tmp_path / "model.pt"
     code, stdout, err = run_cli(capsys, "finetune", "--labeled", good_pairs, "--init", other, "--out", out,
                                 *TINY_TRAINING)
-    assert_refused(code, stdout, err, str(other), "[0, 1, 2]", "[0, 1]")
+    assert_refused(code, stdout, err, str(other), "[0, 2]", "[0, 1]")
     assert_nothing_written(out, tmp_path)
 
 
@@ -285,8 +284,17 @@ def test_predict_existing_output_refused_then_overwritten(capsys, tmp_path, good
 
 
 def test_predict_folder_output_exists(capsys, tmp_path, good_pairs, model):
-    """An existing folder or file is kept without --overwrite and replaced by the new folder with it."""
-    for existing in ("folder", "file"):
+    """An existing folder is kept without --overwrite and replaced by the new folder with it; a file where the
+    output folder goes is refused either way (--overwrite replaces only an output of the same kind)."""
+    blocker = tmp_path / "existing_file"
+    blocker.write_bytes(b"old")
+    before = file_state(blocker)
+    for extra in ((), ("--overwrite",)):
+        code, stdout, err = run_cli(capsys, "predict", "--model", model, "--input", good_pairs, "--output", blocker,
+                                    *FAST_PREDICT, *extra)
+        assert_refused(code, stdout, err, str(blocker), "folder")
+        assert file_state(blocker) == before
+    for existing in ("folder",):
         out = tmp_path / f"existing_{existing}"
         if existing == "folder":
             out.mkdir()

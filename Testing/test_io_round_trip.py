@@ -178,38 +178,3 @@ def test_vector_image_needs_a_channel(tmp_path, suffix):
     np.testing.assert_array_equal(third.array, components[2])
     _assert_geometry(third, SPACING, ORIGIN, DIRECTION, GEOMETRY_ATOL[suffix])
     _error(read_image, path, path, channel=-1)
-
-
-# 4. NIfTI with sheared (non-orthonormal) axes --------------------------------------------------------------------
-
-
-def test_sheared_nifti_is_read_through_nibabel(tmp_path):
-    data = _float_array((6, 7, 8))  # nibabel order: i, j, k
-    affine = np.array([
-        [-0.8, 0.05, 0.0, 10.0],
-        [0.0, 1.2, 0.1, -20.0],
-        [0.02, 0.0, 2.5, 30.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ])
-    image = nib.Nifti1Image(data, affine)
-    image.set_qform(None, code=0)
-    image.set_sform(affine, code=1)
-    path = tmp_path / "sheared.nii.gz"
-    nib.save(image, path)
-    with pytest.raises(RuntimeError, match="orthonormal"):
-        sitk.ReadImage(str(path))
-
-    with pytest.warns(UserWarning, match="orthonormal"):
-        volume = read_image(path)
-
-    expected = np.asarray(nib.load(path).dataobj).T
-    assert volume.array.shape == (8, 7, 6)
-    np.testing.assert_array_equal(volume.array, expected.astype(np.float32))
-
-    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
-    np.testing.assert_allclose(volume.spacing, spacing, atol=1e-5)
-    np.testing.assert_allclose(volume.origin, (-10.0, 20.0, 30.0), atol=1e-5)
-    direction = np.asarray(volume.direction).reshape(3, 3)
-    np.testing.assert_allclose(direction @ direction.T, np.eye(3), atol=1e-9)
-    np.testing.assert_allclose(direction, lps / spacing, atol=0.06)  # nearest orthonormal: close to the columns

@@ -23,7 +23,7 @@ REQUIRED = {"finetune": ["finetune", "--labeled", "data", "--out", "model.pt"],
 CONFIGS = [
     ("finetune", FinetuneConfig()),
     ("finetune", FinetuneConfig(iterations=7, batch_size=3, learning_rate=2.5e-4, lr_schedule="constant",
-                                validate_every=3, seed=-2, augment=False, mixup=True, mixup_alpha=0.25,
+                                validate_every=3, seed=2, augment=False, mixup=True, mixup_alpha=0.25,
                                 ce_weight=0.0, self_training_rounds=2, pseudo_threshold=0.75, device="cuda:1",
                                 precision="bf16", channels_last="on")),
     ("finetune", FinetuneConfig(self_training_rounds=1)),

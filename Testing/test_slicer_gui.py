@@ -9,7 +9,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 if os.environ.get("CI"):

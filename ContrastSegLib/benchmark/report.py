@@ -7,13 +7,14 @@ Figures are drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas (no
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import statistics
 from pathlib import Path
 
 from ..evaluation import write_rows
-from ..io import atomic_path
+from ..io import write_bytes, write_text
 from .cells import FULL, Cell
 from .datasets import SPECS, PreparedDataset
 from .profiles import Profile
@@ -63,8 +64,7 @@ def write_outputs(out: Path, rows: list[dict], results: list[dict], prepared: Pr
     plot_dice(rows, ["mean"], out / "plots" / "dice_vs_labeled.png", prepared.name)
     plot_dice(rows, structures, out / "plots" / "dice_vs_labeled_per_structure.png", prepared.name)
     text = markdown_report(rows, results, prepared, profile, environment, performance)
-    with atomic_path(out / "report.md", overwrite=True) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+    write_text(text, out / "report.md", overwrite=True)
 
 
 def markdown_report(rows: list[dict], results: list[dict], prepared: PreparedDataset, profile: Profile,
@@ -213,10 +213,9 @@ def plot_dice(rows: list[dict], structures: list[str], path: Path, dataset: str)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="center right", fontsize=8)
     figure.tight_layout(rect=(0, 0, 1.0 - 2.0 / (5.0 * columns + 2.0), 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, overwrite=True) as temporary:
-        figure.savefig(temporary, format="png", facecolor="white")
-    return path
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", facecolor="white")
+    return write_bytes(buffer.getvalue(), path, overwrite=True)
 
 
 def _overlays(results: list[dict]) -> str:

@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
+from ..errors import ContrastSegError
 from ..runtime.stop import Stopped
-from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, PreprocessConfig, add_options, config_from_args,
-                        options_given)
+from ..settings import (DEFAULT_CHANNELS, MAX_BLOCKS, MAX_WIDTH, ExecutionConfig, PreprocessConfig, ReadConfig,
+                        add_options, config_from_args, options_given)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are a :class:`ContrastSegError` of one line, ``--flag VALUE: the fix``,
+    instead of the usage block and exit status 2 (``--help`` and ``--version`` still print and exit 0)."""
+
+    def error(self, message: str):
+        raise ContrastSegError(self.one_line(message))
+
+    def one_line(self, message: str) -> str:
+        """argparse's ``argument --x: ...`` -> ``--x VALUE: ...``, with where to read more when no fix is given."""
+        text = " ".join(message.split())
+        about = re.fullmatch(r"argument ([^:]+): (.*)", text)
+        if about:
+            flag, rest = about[1].split("/")[0], about[2]
+            rest = re.sub(r"^invalid (\w+) value: '(.*)'$", r"\2: not a valid \1", rest)
+            choice = re.fullmatch(r"invalid choice: '(.*)' \(choose from (.*)\)", rest)
+            if choice:
+                rest = f"{choice[1]}: choose one of {choice[2].replace(chr(39), '')}"
+            text = f"{flag}: {rest}" if rest.startswith(("expected", "not allowed", "ignored")) else f"{flag} {rest}"
+        return text if "e.g." in text or "choose" in text else f"{text}; see {self.prog} --help"
 
 
 def add_execution_options(parser: argparse.ArgumentParser) -> None:
-    add_options(parser.add_argument_group("execution"), ExecutionConfig)
+    """Device and precision, and the bound on what reading an image may allocate (``--max-voxels``)."""
+    group = parser.add_argument_group("execution")
+    add_options(group, ExecutionConfig)
+    add_options(group, ReadConfig)
 
 
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
@@ -43,19 +69,24 @@ def written_line(out: Path, stopped: Stopped | None, losses: str) -> str:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+        raise argparse.ArgumentTypeError(f"{text}: must be a whole number ≥ 1, e.g. 2")
     return value
 
 
 def channel_list(text: str) -> tuple[int, ...]:
+    """``16,32,64`` -> encoder widths: 2..8 blocks (a divisor of at most 128), each 1..1024 wide."""
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if len(values) < 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"need at least two positive widths, e.g. {_widths(DEFAULT_CHANNELS)}")
+        values = ()
+    if not 2 <= len(values) <= MAX_BLOCKS or not all(1 <= v <= MAX_WIDTH for v in values):
+        raise argparse.ArgumentTypeError(f"{text}: need 2..{MAX_BLOCKS} comma-separated widths in 1..{MAX_WIDTH}, "
+                                         f"e.g. {_widths(DEFAULT_CHANNELS)}")
     return values
 
 

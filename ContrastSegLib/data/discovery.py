@@ -208,14 +208,15 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _label_names(value: Any, source: Path, key: str) -> dict[int, str] | None:
-    """``{"0": "background"}`` (MSD) or ``{"background": 0}`` (nnU-Net v2) -> ``{0: "background"}``."""
-    if value is None:
+    """``{"0": "background"}`` (MSD) or ``{"background": 0}`` (nnU-Net v2) -> ``{0: "background"}``; background (0)
+    is implied when left out, as in ``{"1": "LV"}``."""
+    if value is None or value == {}:
         return None
     items = [(v, k) if type(v) is int else (k, v) for k, v in value.items()] if isinstance(value, dict) else [()]
     if not all(item and str(item[0]).strip().isdigit() and isinstance(item[1], str) for item in items):
         raise ContrastSegError(f"{source}: \"{key}\" must map label values to names, e.g. "
                                "{\"0\": \"background\", \"1\": \"tumour\"}; fix the file")
-    return dict(sorted((int(label), name) for label, name in items))
+    return dict(sorted({0: "background", **{int(label): name for label, name in items}}.items()))
 
 
 def _label_colors(value: Any, source: Path, key: str) -> dict[int, tuple[int, int, int]] | None:

@@ -7,6 +7,8 @@ from typing import Iterable
 
 from ..errors import ContrastSegError
 
+MAX_CLASSES = 255  # class indices 0..254: index 255 marks ignored pixels (training.self_training.IGNORE)
+
 # A colour per structure, cycled: red, green, blue, yellow, cyan, magenta, orange, purple.
 DEFAULT_COLORS = ((230, 60, 60), (60, 200, 80), (70, 110, 235), (240, 210, 60), (60, 210, 220), (220, 80, 210),
                   (245, 140, 40), (150, 90, 220))

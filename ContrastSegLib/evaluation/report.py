@@ -7,6 +7,7 @@ matplotlib backend is needed.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ContrastSegError
-from ..io.write import atomic_path, check_output_path
+from ..io.output_path import check_output_path
+from ..io.write_file import write_bytes, write_text
 
 MISSING = "—"
 DEFAULT_COLORS: dict[int, tuple[int, int, int]] = {
@@ -56,19 +58,18 @@ def write_rows(rows: list[dict], path: str | os.PathLike, overwrite: bool = Fals
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".json"):
         raise ContrastSegError(f"{path}: unknown table format '{path.suffix}'; use a .csv or .json file name")
-    check_output_path(path, overwrite)
+    check_output_path(path, overwrite, kind="file")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     plain_rows = [{key: _plain_value(value) for key, value in row.items()} for row in rows]
-    with atomic_path(path, overwrite) as temporary:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            if suffix == ".csv":
-                writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-                writer.writeheader()
-                writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in plain_rows)
-            else:
-                json.dump(plain_rows, handle, indent=2, allow_nan=False)
-                handle.write("\n")
-    return path
+    handle = io.StringIO(newline="")
+    if suffix == ".csv":
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in plain_rows)
+    else:
+        json.dump(plain_rows, handle, indent=2, allow_nan=False)
+        handle.write("\n")
+    return write_text(handle.getvalue(), path, overwrite)
 
 
 def pick_overlay_slice(reference_or_prediction: np.ndarray) -> int:
@@ -113,7 +114,7 @@ def save_overlay_png(
     for name, mask in masks.items():
         if mask is not None and np.shape(mask) != image.shape:
             raise ContrastSegError(f"{path}: {name} slice shape {np.shape(mask)} differs from the image's {image.shape}")
-    check_output_path(path, overwrite)
+    check_output_path(path, overwrite, kind="file")
 
     values = sorted(set().union(*(np.unique(m).tolist() for m in masks.values() if m is not None)) - {0})
     palette = {v: (colors or {}).get(v, DEFAULT_COLORS.get(v, _fallback_color(v))) for v in values}
@@ -138,9 +139,9 @@ def save_overlay_png(
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
-    with atomic_path(path, overwrite) as temporary:
-        figure.savefig(temporary, format="png", facecolor="white")
-    return path
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", facecolor="white")
+    return write_bytes(buffer.getvalue(), path, overwrite)
 
 
 def _rgba_overlay(mask: np.ndarray, palette: dict[int, tuple[int, int, int]]) -> np.ndarray:

@@ -1,20 +1,23 @@
 """Prediction from files to files: one volume to one label map, or many volumes to one output folder.
 
-All outputs are checked before any work starts; a single volume's outputs are written only once its prediction has
-succeeded, and a folder of outputs appears as a whole (written in a hidden folder, renamed at the end), so a bad
-input never leaves partial results.
+All outputs are checked before any work starts (before the model is loaded): suffixes, existing paths of the other
+kind, and no output on an input or on another output. A single volume's outputs are written only once its prediction
+has succeeded, and a folder of outputs appears as a whole (written in a hidden folder, renamed at the end, removed on
+an error or a stop signal), so a bad input never leaves partial results.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from ..data.discovery import discover
 from ..errors import ContrastSegError
 from ..io import atomic_path, check_output_path, image_suffix, read_image, write_image_like, write_volume
+from ..io.output_path import output_kind
+from ..io.output_checks import check_distinct, check_volume_suffix
 from ..io.read import case_stem
 from ..runtime.progress import ProgressReporter
 from .predictor import Prediction, Predictor
@@ -42,37 +45,66 @@ def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
                 device: str = "auto", precision: str = "auto", channel: int | None = None,
                 reporter: ProgressReporter | None = None, channels_last: str = "auto") -> list[Path]:
     """Predict ``inputs`` (one file or DICOM folder -> ``output`` file when it has an image suffix; otherwise, and for
-    several files or a dataset folder -> ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/``uncertainty``: True for a name derived from
-    the output, or a path (single input only). Returns the label-map paths written."""
+    several files or a dataset folder -> ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/
+    ``uncertainty``: True for a name derived from the output, or a path (single input only). Every output path is
+    checked before the model is read. Returns the label-map paths written."""
     output = Path(output)
     single = (len(inputs) == 1 and image_suffix(output) is not None
               and (Path(inputs[0]).is_file() or _is_dicom_folder(Path(inputs[0]))))
-    check_output_path(output, overwrite)
+    if single:
+        tasks = [_single_task(Path(inputs[0]), output, channel, probabilities, uncertainty, overwrite)]
+    else:
+        tasks = _folder_plan(inputs, output, channel, probabilities, uncertainty, overwrite)
+    _check_paths(tasks, [] if single else [output])
     predictor = Predictor.from_file(model, device=device, precision=precision, channels_last=channels_last)
     reporter = reporter or ProgressReporter("predict", 0)
+    reporter.total = len(tasks)
     if single:
-        task = _single_task(Path(inputs[0]), output, channel, probabilities, uncertainty, overwrite)
-        reporter.total = 1
         reporter.started(device=predictor.plan.describe())
-        prediction = _predict_task(predictor, task)
-        _write_outputs(task, prediction, overwrite)
+        _write_outputs(tasks[0], _predict_task(predictor, tasks[0]), overwrite)
         reporter.update(1)
-        reporter.finished(outputs=[str(task.output)])
-        return [task.output]
+        reporter.finished(outputs=[str(output)])
+        return [output]
+    with atomic_path(output, overwrite, kind="folder") as staging:
+        staging.mkdir()
+        reporter.started(device=predictor.plan.describe(), volumes=len(tasks))
+        for done, task in enumerate(tasks, start=1):
+            staged = _rebased(task, output, staging)
+            _write_outputs(staged, _predict_task(predictor, staged), overwrite=False)
+            reporter.update(done)
+    written = [t.output for t in tasks]
+    reporter.finished(outputs=[str(p) for p in written])
+    return written
+
+
+def _folder_plan(inputs, output: Path, channel, probabilities, uncertainty, overwrite) -> list[PredictionTask]:
+    """The tasks of a folder prediction, named inside ``output`` (checked as a folder; nothing created)."""
     if isinstance(probabilities, str) or isinstance(uncertainty, str):
         raise ContrastSegError(f"{output}: with several inputs, give --probabilities/--uncertainty without a path "
                                "(the names are derived from each case)")
-    with atomic_path(output, overwrite) as staging:
-        staging.mkdir()
-        tasks = _folder_tasks(inputs, staging, channel, bool(probabilities), bool(uncertainty))
-        reporter.total = len(tasks)
-        reporter.started(device=predictor.plan.describe(), volumes=len(tasks))
-        for done, task in enumerate(tasks, start=1):
-            _write_outputs(task, _predict_task(predictor, task), overwrite=False)
-            reporter.update(done)
-    written = [output / t.output.name for t in tasks]
-    reporter.finished(outputs=[str(p) for p in written])
-    return written
+    check_output_path(output, overwrite, kind="folder")
+    if image_suffix(output) or output_kind(output) == "file":
+        raise ContrastSegError(f"--output {output}: with several inputs or a dataset folder the output is a folder; "
+                               "give a folder name without a file suffix")
+    return _folder_tasks(inputs, output, channel, bool(probabilities), bool(uncertainty))
+
+
+def _check_paths(tasks: list[PredictionTask], folders: list[Path]) -> None:
+    """No output on an input, on another output, or inside an input DICOM folder."""
+    outputs = [("--output", f) for f in folders]
+    for task in tasks:
+        outputs += [(option, path) for option, path in (("--output", task.output),
+                    ("--probabilities", task.probabilities), ("--uncertainty", task.uncertainty)) if path]
+    images = [task.image for task in tasks]
+    check_distinct(outputs, images, [image for image in images if image.is_dir()])
+
+
+def _rebased(task: PredictionTask, folder: Path, staging: Path) -> PredictionTask:
+    """``task`` with its outputs moved from ``folder`` into the staging folder."""
+    def move(path):
+        return None if path is None else staging / path.relative_to(folder)
+    return replace(task, output=move(task.output), probabilities=move(task.probabilities),
+                   uncertainty=move(task.uncertainty))
 
 
 def _predict_task(predictor: Predictor, task: PredictionTask) -> Prediction:
@@ -90,11 +122,12 @@ def _write_outputs(task: PredictionTask, prediction: Prediction, overwrite: bool
 
 
 def _single_task(image: Path, output: Path, channel, probabilities, uncertainty, overwrite) -> PredictionTask:
+    check_output_path(check_volume_suffix(output, "--output"), overwrite, kind="file")
     extras = {}
     for tag, request in (("probabilities", probabilities), ("uncertainty", uncertainty)):
         if request:
-            path = companion_path(output, tag) if request is True else Path(request)
-            extras[tag] = check_output_path(path, overwrite)
+            path = companion_path(output, tag) if request is True else check_volume_suffix(Path(request), f"--{tag}")
+            extras[tag] = check_output_path(path, overwrite, kind="file")
     return PredictionTask(image, output, channel, extras.get("probabilities"), extras.get("uncertainty"))
 
 

@@ -1,25 +1,32 @@
 """Read NIfTI, NRRD, MetaImage and DICOM series into :class:`Volume` objects.
 
-SimpleITK does the reading; nibabel reads the NIfTI files ITK refuses because their direction cosines are not
-orthonormal (common after some registrations and conversions), and the direction is then orthonormalised.
+Before any voxel is read: the path must be a readable regular file (``read_checks``), the data files a MetaImage or
+NRRD header points to must lie beside it (``headers``), the declared voxel count must be within ``--max-voxels``,
+a DICOM series must form one uniform grid (``dicom_series``), and a NIfTI header must give a sane geometry
+(``read_nifti``). SimpleITK then reads the voxels; nibabel-parsed NIfTI files ITK cannot read are read directly.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ContrastSegError
-from .volume import Volume, check_image, check_label, non_finite_error
+from .dicom_series import read_dicom_series
+from .headers import check_data_pointers
+from .read_checks import check_regular_file, check_voxel_count, first_line
+from .read_nifti import (check_nifti_voxels, is_nifti, nifti_geometry, read_nifti_header, read_nifti_voxels,
+                         set_geometry)
+from .volume import Volume, check_image, check_label
 
 FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+HEADER_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 FORMAT_HINT = "a complete .nii/.nii.gz/.nrrd/.mha/.mhd file or a folder holding one DICOM series"
+COMPLEX_PIXELS = (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64)
 
 
 def image_suffix(path: str | os.PathLike) -> str | None:
@@ -52,23 +59,35 @@ def _read_sitk(path: Path, channel: int | None) -> sitk.Image:
     if not path.exists():
         raise ContrastSegError(f"{path}: no such file or folder; check the path")
     if path.is_dir():
-        image = _read_dicom_series(path)
-    else:
-        if image_suffix(path) is None and path.suffix.lower() not in (".dcm", ""):
-            raise ContrastSegError(f"{path}: unknown image format; use {FORMAT_HINT}")
-        try:
-            image = _read_file(path)
-            if path.name.lower().endswith((".nii", ".nii.gz")):
-                _check_nifti_voxels(path)
-        except RuntimeError as error:
-            if "orthonormal" in str(error) and path.name.lower().endswith((".nii", ".nii.gz")):
-                image = _read_nifti_non_orthonormal(path)
-            else:
-                raise ContrastSegError(
-                    f"{path}: cannot read the image ({_first_line(error)}); the file is corrupt or truncated — "
-                    f"export it again as {FORMAT_HINT}"
-                ) from None
+        return _to_scalar_3d(read_dicom_series(path), path, channel)
+    if image_suffix(path) is None and path.suffix.lower() not in (".dcm", ""):
+        raise ContrastSegError(f"{path}: unknown image format; use {FORMAT_HINT}")
+    check_regular_file(path)
+    if is_nifti(path):
+        return _read_nifti(path, channel)
+    if image_suffix(path) in HEADER_SUFFIXES:
+        check_data_pointers(path)
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        check_voxel_count(path, reader.GetSize() + (reader.GetNumberOfComponents(),))
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise _corrupt(path, error) from None
     return _to_scalar_3d(image, path, channel)
+
+
+def _read_nifti(path: Path, channel: int | None) -> sitk.Image:
+    """NIfTI-1/-2: header checks and geometry from ``read_nifti``; ITK reads the voxels where it can."""
+    nifti = read_nifti_header(path)
+    check_nifti_voxels(nifti)
+    geometry = nifti_geometry(nifti)
+    try:
+        image = _read_file(path)
+    except RuntimeError:
+        image = read_nifti_voxels(nifti)  # NIfTI-2, 1-bit, or an affine ITK calls non-orthonormal
+    return set_geometry(_to_scalar_3d(image, path, channel), geometry)
 
 
 def _read_file(path: Path) -> sitk.Image:
@@ -87,77 +106,15 @@ def _read_file(path: Path) -> sitk.Image:
         return sitk.ReadImage(str(link))
 
 
-def _check_nifti_voxels(path: Path) -> None:
-    """ITK reads a truncated NIfTI file without complaint, filling the missing voxels with zeros, and silently
-    replaces NaN and Inf by 0; refuse such files as for the other formats."""
-    import nibabel
-
-    bad = 0
-    try:
-        voxels = nibabel.load(str(path)).dataobj  # its offset is the file's; the loaded header's is reset to 0
-        remaining = int(np.prod(voxels.shape)) * voxels.dtype.itemsize
-        step = voxels.dtype.itemsize << 20
-        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as stream:
-            stream.seek(int(voxels.offset))
-            while remaining:
-                size = min(remaining, step)
-                chunk = stream.read(size)
-                if len(chunk) < size:
-                    break
-                remaining -= size
-                if voxels.dtype.kind in "fc":
-                    bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk, voxels.dtype))))
-    except Exception as error:  # nibabel, gzip and zlib raise many types for damaged files
-        raise ContrastSegError(
-            f"{path}: cannot read the NIfTI file ({_first_line(error)}); the file is corrupt or truncated — "
-            f"export it again as {FORMAT_HINT}"
-        ) from None
-    if remaining:
-        raise ContrastSegError(
-            f"{path}: the NIfTI file is truncated before its last voxel; export it again as {FORMAT_HINT}"
-        )
-    if bad:
-        raise non_finite_error(str(path), bad)
-
-
-def _read_dicom_series(folder: Path) -> sitk.Image:
-    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not series_ids:
-        raise ContrastSegError(f"{folder}: folder holds no DICOM series; point to a folder of .dcm slices or to a file")
-    if len(series_ids) > 1:
-        raise ContrastSegError(
-            f"{folder}: folder holds {len(series_ids)} DICOM series; move each series into a folder of its own"
-        )
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        return reader.Execute()
-    except RuntimeError as error:
-        raise ContrastSegError(f"{folder}: cannot read the DICOM series ({_first_line(error)})") from None
-
-
-def _read_nifti_non_orthonormal(path: Path) -> sitk.Image:
-    import nibabel
-
-    try:
-        nifti = nibabel.load(str(path))
-        data = np.asanyarray(nifti.dataobj)
-    except Exception as error:  # nibabel raises many types for damaged files
-        raise ContrastSegError(f"{path}: cannot read the NIfTI file ({_first_line(error)})") from None
-    lps_affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ nifti.affine
-    linear = lps_affine[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    u, _, vt = np.linalg.svd(linear / spacing)
-    warnings.warn(f"{path}: direction cosines are not orthonormal; using the nearest orthonormal direction")
-    image = sitk.GetImageFromArray(np.ascontiguousarray(data.T) if data.ndim == 3 else data.T)
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetOrigin([float(o) for o in lps_affine[:3, 3]])
-    image.SetDirection([float(d) for d in (u @ vt).ravel()])
-    return image
+def _corrupt(path: Path, error: BaseException) -> ContrastSegError:
+    return ContrastSegError(f"{path}: cannot read the image ({first_line(error)}); the file is corrupt or "
+                            f"truncated — export it again as {FORMAT_HINT}")
 
 
 def _to_scalar_3d(image: sitk.Image, path: Path, channel: int | None) -> sitk.Image:
+    if image.GetPixelID() in COMPLEX_PIXELS:
+        raise ContrastSegError(f"{path}: voxels are complex-valued; save the magnitude (abs) or the real part as a "
+                               "real-valued image and retry")
     components = image.GetNumberOfComponentsPerPixel()
     if components > 1:
         if channel is None:
@@ -188,9 +145,3 @@ def _check_channel(channel: int, count: int, path: Path) -> int:
     if not 0 <= channel < count:
         raise ContrastSegError(f"{path}: --channel {channel} is out of range; the image has {count} (0..{count - 1})")
     return channel
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Exception thrown", "sitk::ERROR"))]
-    return (useful or lines or [type(error).__name__])[-1][:200]

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from ..errors import ContrastSegError
 
 GEOMETRY_TOLERANCE = 1e-4  # mm for spacing/origin, unitless for direction cosines
+VOXEL_SPACING_MM = (1e-4, 1e3)  # voxel sizes outside this range are header errors, not scans
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,13 @@ class Volume:
 
 
 def check_image(volume: Volume) -> Volume:
-    """Refuse what no pipeline stage can use: NaN/Inf intensities, a single slice."""
+    """Refuse what no pipeline stage can use: a voxel size outside ``VOXEL_SPACING_MM``, a single slice, NaN/Inf
+    intensities."""
+    low, high = VOXEL_SPACING_MM
+    if not all(np.isfinite(s) and low <= s <= high for s in volume.spacing):
+        raise ContrastSegError(
+            f"{volume.name}: voxel spacing {format_numbers(volume.spacing)} mm is outside {low:g}..{high:g} mm, "
+            "so the header is wrong; set the true spacing in the header and retry")
     if min(volume.array.shape) < 2:
         raise ContrastSegError(
             f"{volume.name}: has shape {volume.array.shape[::-1]} (one slice); "
@@ -106,9 +113,10 @@ def check_label(label: Volume, image: Volume | None = None, allowed: set[int] | 
             )
     if image is not None and not label.same_grid(image):
         raise ContrastSegError(
-            f"{label.name}: label map geometry (shape {label.array.shape[::-1]}, spacing {_fmt(label.spacing)}, "
-            f"origin {_fmt(label.origin)}) differs from its image {image.name} (shape {image.array.shape[::-1]}, "
-            f"spacing {_fmt(image.spacing)}, origin {_fmt(image.origin)}); resample the label map onto the image grid"
+            f"{label.name}: label map geometry (shape {label.array.shape[::-1]}, spacing "
+            f"{format_numbers(label.spacing)}, origin {format_numbers(label.origin)}) differs from its image "
+            f"{image.name} (shape {image.array.shape[::-1]}, spacing {format_numbers(image.spacing)}, origin "
+            f"{format_numbers(image.origin)}); resample the label map onto the image grid"
         )
     return label.with_array(array.astype(smallest_label_dtype(array)))
 
@@ -117,5 +125,6 @@ def smallest_label_dtype(array: np.ndarray) -> np.dtype:
     return np.dtype(np.uint8) if array.size == 0 or array.max() <= 255 else np.dtype(np.uint16)
 
 
-def _fmt(values) -> str:
+def format_numbers(values) -> str:
+    """``(0.7, 1.25, 3.1)`` with 4 significant digits."""
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"

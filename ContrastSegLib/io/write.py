@@ -1,59 +1,28 @@
-"""Write volumes and other outputs atomically, refusing to overwrite unless asked.
+"""Write volumes atomically, refusing to overwrite unless asked.
 
-A file is written to a temporary name in the target folder and renamed into place, so a crash or a bad input never
-leaves a partial output behind. A path without an image suffix is written as a DICOM series folder.
+A volume is written to a staged file beside its target (see :mod:`.output_path`), read back (header size and
+spacing, and every data byte for NIfTI, whose writer reports no short write) and only then renamed into place, so a
+crash, a full disk or a bad input never leaves a partial output. A path without an image suffix is written as a
+DICOM series folder.
 """
 
 from __future__ import annotations
 
-import contextlib
+import gzip
 import os
-import shutil
-import tempfile
 import time
+import zlib
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ContrastSegError
+from .output_path import atomic_path, check_output_path, write_errors, write_failure
 from .read import FORMAT_HINT, image_suffix
 from .volume import Volume, smallest_label_dtype
 
-
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse an existing output (unless ``overwrite``) or one that cannot be written; nothing is created."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ContrastSegError(f"{path}: output already exists; pass --overwrite or choose another path")
-    ancestor = path.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ContrastSegError(f"{path}: output folder {ancestor} is not a writable folder; choose another path")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a path with ``path``'s name in a hidden temporary folder beside it; on success its files replace
-    ``path`` (companion files such as a .mhd's .zraw first, the named file last), on error they are removed."""
-    path = check_output_path(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    try:
-        yield staging / path.name
-        companions = sorted(p for p in staging.iterdir() if p.name != path.name)
-        for companion in companions:
-            os.replace(companion, path.parent / companion.name)
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists() and (staging / path.name).is_dir():
-            path.unlink()  # rename() cannot put a folder in place of a file
-        os.replace(staging / path.name, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+__all__ = ["atomic_path", "check_output_path", "write_image_like", "write_volume"]  # the first two: from .output_path
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False, label: bool = False) -> Path:
@@ -71,21 +40,56 @@ def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = Fals
             )
     array = volume.array.astype(smallest_label_dtype(volume.array)) if label else volume.array
     image = volume.with_array(array).to_sitk()
-    with atomic_path(path, overwrite) as temporary:
+    if not image_suffix(path) and path.suffix != "":
+        raise ContrastSegError(f"{path}: unknown output format; use {FORMAT_HINT}")
+    with atomic_path(path, overwrite, kind="file" if image_suffix(path) else "folder") as temporary:
         if image_suffix(path):
-            sitk.WriteImage(image, str(temporary), useCompression=True)
-        elif path.suffix == "":
-            _write_dicom_series(image, temporary, target=path)
+            _write_checked(image, temporary, path)
         else:
-            raise ContrastSegError(f"{path}: unknown output format; use {FORMAT_HINT}")
+            with write_errors(path):
+                _write_dicom_series(image, temporary, target=path)
     return path
 
 
 def write_image_like(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write an already-built SimpleITK image (e.g. a multi-component probability map) atomically."""
-    with atomic_path(path, overwrite) as temporary:
+    path = Path(path)
+    if not image_suffix(path):
+        raise ContrastSegError(f"{path}: unknown output format; use a .nii.gz, .nii, .nrrd or .mha file name")
+    with atomic_path(path, overwrite, kind="file") as temporary:
+        _write_checked(image, temporary, path)
+    return path
+
+
+def _write_checked(image: sitk.Image, temporary: Path, target: Path) -> None:
+    """Write ``image`` to the staged file and read it back: a failed or short write raises :func:`write_failure`."""
+    with write_errors(target):
         sitk.WriteImage(image, str(temporary), useCompression=True)
-    return Path(path)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(temporary))
+        reader.ReadImageInformation()
+    if reader.GetSize() != image.GetSize() or not np.allclose(reader.GetSpacing(), image.GetSpacing(), rtol=1e-5):
+        raise write_failure(target, f"read back as size {reader.GetSize()}, spacing {reader.GetSpacing()}")
+    name = temporary.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        data_bytes = image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
+        stored = _stored_bytes(temporary, target)
+        if stored < 352 + data_bytes:  # NIfTI-1: a 348-byte header and 4 extension bytes, then the voxels
+            raise write_failure(target, f"{stored} of {352 + data_bytes} bytes written")
+
+
+def _stored_bytes(path: Path, target: Path) -> int:
+    """Uncompressed length of a (gzipped) file, read in chunks; a truncated gzip stream is a write failure."""
+    if not path.name.lower().endswith(".gz"):
+        return path.stat().st_size
+    total = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 22):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as error:
+        raise write_failure(target, f"compressed data incomplete: {error}") from None
+    return total
 
 
 def _write_dicom_series(image: sitk.Image, folder: Path, target: Path) -> None:

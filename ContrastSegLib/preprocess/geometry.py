@@ -11,6 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ContrastSegError
+from ..io.read_checks import max_voxels
+
+RESAMPLE_FACTORS = (1 / 64, 64.0)  # in-plane spacing / target spacing
+MIN_SIDE, MAX_SIDE = 8, 4096  # px of a resampled side, unless the side was already outside; never < 2
+
 
 def choose_slice_axis(spacing_ijk: tuple[float, float, float], requested: int | None) -> int:
     """Array axis (0 = k, 1 = j, 2 = i) of the canonically oriented volume of (i, j, k) spacing ``spacing_ijk`` to
@@ -41,11 +47,32 @@ def plane_spacing(spacing_ijk: tuple[float, float, float], axis: int) -> tuple[f
     return float(spacing_kji[0]), float(spacing_kji[1])
 
 
-def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target: float | None) -> tuple[int, int]:
-    """(rows, cols) covering the same extent at ``target`` mm (unchanged when ``target`` is None)."""
+def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target: float | None,
+                    source: str = "", slices: int = 1) -> tuple[int, int]:
+    """(rows, cols) covering the same extent at ``target`` mm (unchanged when ``target`` is None), refused when the
+    scale factor leaves ``RESAMPLE_FACTORS``, a side would shrink below ``MIN_SIDE`` or grow past ``MAX_SIDE`` px,
+    or ``slices`` such planes would exceed ``--max-voxels``; ``source`` names the volume in the message."""
     if target is None:
         return shape
-    return tuple(max(1, int(round(n * s / target))) for n, s in zip(shape, spacing))
+    name = source or "the volume"
+    if not (isinstance(target, (int, float)) and np.isfinite(target) and target > 0):
+        raise ContrastSegError(f"{name}: target spacing {target} mm is not a number > 0; give --spacing in mm, "
+                               "e.g. --spacing 1.0")
+    out = tuple(max(1, int(round(n * s / target))) for n, s in zip(shape, spacing))
+    low, high = RESAMPLE_FACTORS
+    for n, s, m in zip(shape, spacing, out):
+        if not low <= s / target <= high or m < 2 or m < MIN_SIDE <= n or m > max(MAX_SIDE, n):
+            raise ContrastSegError(
+                f"{name}: resampling its {s:g} mm in-plane spacing to {target:g} mm (--spacing) scales a side by "
+                f"{s / target:.3g} ({n} -> {m} px); scale factors must lie in 1/{1 / low:g}..{high:g} and sides in "
+                f"{MIN_SIDE}..{MAX_SIDE} px — choose a --spacing near the scan's own, or fix the spacing in its "
+                "header")
+    if slices * out[0] * out[1] > max_voxels():
+        raise ContrastSegError(
+            f"{name}: {slices} slices resampled to {out[0]}×{out[1]} px at {target:g} mm would hold "
+            f"{slices * out[0] * out[1]:,} voxels, more than --max-voxels {max_voxels():,}; choose a coarser "
+            "--spacing, or raise --max-voxels if memory allows")
+    return out
 
 
 def resample_planes(planes: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:

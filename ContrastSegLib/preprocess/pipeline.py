@@ -48,7 +48,7 @@ def preprocess_volume(
     axis = geometry.choose_slice_axis(image.spacing, config.slice_axis)
     stack = geometry.to_slice_stack(image.array, axis)
     spacing = geometry.plane_spacing(image.spacing, axis)
-    out_shape = geometry.resampled_shape(stack.shape[1:], spacing, config.target_spacing)
+    out_shape = geometry.resampled_shape(stack.shape[1:], spacing, config.target_spacing, image.name, stack.shape[0])
     planes = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)).unsqueeze(1)
     resampled = geometry.resample_planes(planes, out_shape)[:, 0].numpy()
     intensity_range = percentile_range(resampled, config.percentiles, image.name)
@@ -91,17 +91,20 @@ def restore_probabilities(probabilities: np.ndarray | torch.Tensor, record: Prep
 
 
 def labels_to_indices(array: np.ndarray, class_values: Sequence[int], source: str) -> np.ndarray:
-    """Label values -> class indices (uint8, same shape); a value not in ``class_values`` is refused."""
-    lookup = np.full(int(max(array.max(initial=0), max(class_values))) + 1, 255, dtype=np.uint8)
-    lookup[np.asarray(class_values)] = np.arange(len(class_values), dtype=np.uint8)
-    indices = lookup[array]
-    if (indices == 255).any():
+    """Label values -> class indices (uint8 up to 256 classes, else uint16; same shape); a value not in
+    ``class_values`` is refused. The lookup marks unknown values with -1, which no class index can be."""
+    known = np.asarray(class_values, dtype=np.int64)
+    lookup = np.full(int(max(array.max(initial=0), known.max())) + 1, -1, dtype=np.int32)
+    lookup[known] = np.arange(len(known), dtype=np.int32)
+    negative = array.size and array.min(initial=0) < 0  # would index the lookup from its end
+    indices = lookup[np.clip(array, 0, None) if negative else array]
+    if negative or (indices < 0).any():
         unknown = sorted(set(np.unique(array).tolist()) - set(class_values))
         raise ContrastSegError(
             f"{source}: label values {unknown} are not among the model's classes {list(class_values)}; "
             "fix the label map or train with these labels"
         )
-    return indices
+    return indices.astype(np.uint8 if len(known) <= 256 else np.uint16)
 
 
 def _label_to_slices(label: Volume, record: PreprocessRecord, class_values: Sequence[int] | None) -> np.ndarray:

@@ -12,6 +12,7 @@ Metadata keys: ``architecture`` (UNetConfig), ``labels`` (values, names, colours
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -25,7 +26,9 @@ import torch
 
 from .. import __version__
 from ..errors import ContrastSegError
-from ..io.write import atomic_path
+from ..io.output_path import atomic_path, write_errors
+from ..io.write_file import write_staged_bytes
+from .checkpoint_checks import check_checkpoint
 from .stop import shielded
 
 FORMAT = "contrastseg-checkpoint"
@@ -43,8 +46,8 @@ class Checkpoint:
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, overwrite: bool = True) -> Path:
-    """Write ``checkpoint`` atomically (temporary file + rename, shielded from stop signals); metadata gets version
-    and time stamps."""
+    """Write ``checkpoint`` atomically (serialised in memory, then a size-checked temporary file + rename, shielded
+    from stop signals); metadata gets version and time stamps. A failed write leaves ``path`` as it was."""
     metadata = dict(checkpoint.metadata)
     metadata.setdefault("library_version", __version__)
     metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -58,8 +61,12 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, overwrite: 
         payload["optimizer"] = checkpoint.optimizer
     if checkpoint.extra:
         payload["extra"] = checkpoint.extra
-    with shielded(), atomic_path(path, overwrite=overwrite) as temporary:
-        torch.save(payload, temporary)
+    buffer = io.BytesIO()
+    with shielded():
+        with write_errors(path):
+            torch.save(payload, buffer)
+        with atomic_path(path, overwrite=overwrite, kind="file") as temporary:
+            write_staged_bytes(buffer.getvalue(), temporary, Path(path))
     return Path(path)
 
 
@@ -96,6 +103,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise ContrastSegError(f"{path}: checkpoint metadata is damaged ({_short(error)}); train it again") from None
     if not isinstance(metadata, dict):
         raise ContrastSegError(f"{path}: checkpoint metadata is damaged (not a JSON object); train it again")
+    check_checkpoint(path, metadata, model)
     return Checkpoint(model, metadata, payload.get("optimizer"), payload.get("extra", {}))
 
 

@@ -26,6 +26,7 @@ from ..runtime.progress import ProgressReporter
 from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import LabeledSliceBank
 from ..settings import FinetuneConfig, LrSchedule
+from .loss_guard import check_finite_losses
 from .mixup import mixup
 from .self_training import IGNORE, one_hot_targets, pseudo_label
 
@@ -173,6 +174,7 @@ def _train_phase(model: nn.Module, volumes: Sequence[PreparedVolume], config: Fi
         last, stop = step == offset + config.iterations, stop_requested()
         if len(recent) == 10 or last or stop:
             values = torch.stack(recent).float().cpu().tolist()
+            check_finite_losses(values, step - len(values) + 1, config.learning_rate, "finetune")
             result.losses.extend(values)
             recent.clear()
             reporter.update(step, loss=float(np.mean(values)))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..data.discovery import Case, Dataset, discover
-from ..data.labels import LabelSet
+from ..data.labels import MAX_CLASSES, LabelSet
 from ..data.pools import unlabeled_cases
 from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
@@ -51,13 +51,19 @@ def read_labeled_cases(dataset: Dataset, cases: Sequence[Case]) -> list[LabeledV
 
 
 def label_set_for(dataset: Dataset, pairs: Sequence[LabeledVolume]) -> LabelSet:
-    """Classes from the dataset's declared labels, else from the values found in the label maps."""
+    """Classes from the dataset's declared labels, else from the values found in the label maps; at most
+    ``MAX_CLASSES``."""
     if dataset.label_names:
-        return LabelSet.build(dataset.label_names, dataset.label_names, dataset.label_colors)
-    values = set()
-    for pair in pairs:
-        values |= set(np.unique(pair.label.array).tolist())
-    return LabelSet.build(values)
+        labels = LabelSet.build(dataset.label_names, dataset.label_names, dataset.label_colors)
+    else:
+        values = set()
+        for pair in pairs:
+            values |= set(np.unique(pair.label.array).tolist())
+        labels = LabelSet.build(values)
+    if labels.num_classes > MAX_CLASSES:
+        raise ContrastSegError(f"{dataset.root}: {labels.num_classes} classes (background included), more than the "
+                               f"{MAX_CLASSES} a model segments; merge structures or relabel them")
+    return labels
 
 
 def initialise_model(model: UNet2D, init: Checkpoint, source: str, labels: LabelSet) -> list[str]:
@@ -102,7 +108,7 @@ def run_finetune(
     then holds the best weights so far (with validation), else the last, and says where it stopped.
     """
     config.check()
-    out = check_output_path(out, overwrite)
+    out = check_output_path(out, overwrite, kind="file")
     reporter = reporter or ProgressReporter("finetune", config.total_iterations)
     dataset = discover(labeled, channel=channel)
     train_cases, validation_cases = _training_cases(dataset, split)

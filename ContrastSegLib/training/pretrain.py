@@ -28,6 +28,7 @@ from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import PartitionSliceBank, TaggedBatch
 from ..settings import GlobalStrategy, PretrainConfig, Stage
 from .distributed import DistributedContext, any_rank, gather_rows
+from .loss_guard import check_finite_losses
 
 
 @dataclass
@@ -179,6 +180,7 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
         scaler.step(optimizer)
         scaler.update()
         state.losses.append(float(loss.detach()))
+        check_finite_losses(state.losses[-1:], step, config.learning_rate, f"pretrain-{config.stage}")
         state.step = step
         reporter.update(step, loss=state.losses[-1])
         if any_rank(stop_requested() is not None, context, plan.device):

@@ -9,6 +9,7 @@ uninterrupted run. The output itself appears only when the stage is complete, or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,6 +33,10 @@ from ..settings import DEFAULT_CHANNELS, PreprocessConfig, PretrainConfig, Stage
 from .distributed import DistributedContext, local_device
 from .finetune_job import label_set_for, read_labeled_cases
 from .pretrain import PretrainState, attach_heads, pretrain
+
+
+RESUME_FORMAT = "contrastseg-resume-1"
+FINGERPRINT_KEYS = ("stage", "architecture", "preprocessing", "config", "data", "lineage")
 
 
 def pretraining_parts(config: PretrainConfig) -> tuple[str, ...]:
@@ -63,7 +68,7 @@ def run_pretrain(
     cases only). ``preprocess`` None: the ``init`` checkpoint's, else the default; an unset spacing becomes the
     median in-plane spacing of the volumes the stage trains on."""
     config.check()
-    out = check_output_path(out, overwrite)
+    out = check_output_path(out, overwrite, kind="file")
     resume_path = out.with_name(f".{out.name}.resume")
     init_checkpoint = load_checkpoint(init) if init else None
     if config.stage != Stage.GLOBAL and init_checkpoint is None:
@@ -76,6 +81,7 @@ def run_pretrain(
         if preprocess is None and "preprocessing" in init_checkpoint.metadata:
             preprocess = PreprocessConfig.from_json(init_checkpoint.metadata["preprocessing"])
     preprocess = (preprocess or PreprocessConfig()).check(channels)
+    config.check_model(channels, preprocess.crop_size)
     model_config = UNetConfig(in_channels=1, num_classes=2, channels=tuple(channels))
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=context.is_main)
     plan = plan_execution(local_device(context, config.device), config.precision, config.channels_last)
@@ -108,12 +114,14 @@ def run_pretrain(
     }
     if labels is not None:
         metadata["labels"] = labels.to_json()
-    state = _resume_state(resume_path, metadata, model, reporter)
+    state = _resume_state(resume_path, out, metadata, model, config, reporter)
 
     def save_progress(progress: PretrainState) -> None:
         extra = {"generator": progress.generator, "losses": torch.tensor(progress.losses, dtype=torch.float64)}
-        save_checkpoint(Checkpoint(model.state_dict(), {**metadata, "step": progress.step, "scaler": progress.scaler},
-                                   progress.optimizer, extra), resume_path, overwrite=True)
+        marker = {"format": RESUME_FORMAT, "fingerprint": run_fingerprint(metadata)}
+        save_checkpoint(Checkpoint(model.state_dict(), {**metadata, "step": progress.step, "scaler": progress.scaler,
+                                                        "resume": marker}, progress.optimizer, extra),
+                        resume_path, overwrite=True)
         reporter.checkpoint(str(resume_path), progress.step)
 
     state = pretrain(model, bank, config, plan, trainable, state, reporter, save_progress, context)
@@ -160,19 +168,41 @@ def _load_pretrained(model: UNet2D, checkpoint: Checkpoint) -> None:
     model.load_state_dict(taken, strict=False)
 
 
-def _resume_state(path: Path, metadata: dict, model: UNet2D, reporter: ProgressReporter) -> PretrainState | None:
-    """The saved progress of an interrupted run of the same stage, settings and data (restored into ``model``)."""
+def run_fingerprint(metadata: dict) -> str:
+    """What makes two runs the same: stage, architecture, preprocessing, settings, data and lineage, hashed."""
+    same = {k: metadata[k] for k in FINGERPRINT_KEYS}
+    return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resume_state(path: Path, out: Path, metadata: dict, model: UNet2D, config: PretrainConfig,
+                  reporter: ProgressReporter) -> PretrainState | None:
+    """The saved progress of an interrupted run of the same stage, settings and data (restored into ``model``);
+    a file of another run, of a finished one (``out`` written) or a damaged one is refused."""
     if not path.exists():
         return None
-    saved = load_checkpoint(path)
-    keys = ("stage", "architecture", "preprocessing", "config", "data", "lineage")
-    same = all(saved.metadata.get(k) == json.loads(json.dumps(metadata[k])) for k in keys)  # as stored: lists
-    if not same:
+    fix = "delete it to start afresh"
+    try:
+        saved = load_checkpoint(path)
+    except ContrastSegError:
+        raise ContrastSegError(f"{path}: not a resume file of contrastseg pretrain (unreadable or damaged); "
+                               f"{fix}") from None
+    marker, step = saved.metadata.get("resume"), saved.metadata.get("step")
+    if not isinstance(marker, dict) or marker.get("format") != RESUME_FORMAT:
+        raise ContrastSegError(f"{path}: not a resume file of contrastseg pretrain (no {RESUME_FORMAT} marker); "
+                               f"{fix}")
+    if marker.get("fingerprint") != run_fingerprint(metadata):
         raise ContrastSegError(f"{path}: an interrupted run with other settings or data left this file; delete it "
                                "to start afresh, or run the same command again to resume it")
-    model.load_state_dict(saved.model)
-    reporter.log(f"resuming from step {saved.metadata['step']} ({path})")
-    return PretrainState(step=int(saved.metadata["step"]), optimizer=saved.optimizer,
-                         scaler=saved.metadata.get("scaler"),
-                         generator=saved.extra["generator"], losses=saved.extra["losses"].tolist())
-
+    if type(step) is not int or not 0 <= step <= config.iterations:
+        raise ContrastSegError(f"{path}: the resume file's step {step!r} is not one of this run's "
+                               f"0..{config.iterations}; {fix}")
+    if step == config.iterations and out.exists():
+        raise ContrastSegError(f"{path}: left by a finished run ({out} was written from it); {fix}")
+    try:
+        model.load_state_dict(saved.model)
+        state = PretrainState(step=step, optimizer=dict(saved.optimizer), scaler=saved.metadata.get("scaler"),
+                              generator=saved.extra["generator"], losses=saved.extra["losses"].tolist())
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+        raise ContrastSegError(f"{path}: the resume file is damaged ({type(error).__name__}); {fix}") from None
+    reporter.log(f"resuming from step {step} ({path})")
+    return state

@@ -27,7 +27,7 @@ from pathlib import Path
 from ..data.splits import check_not_test, load_split, save_split
 from ..errors import ContrastSegError
 from ..evaluation import summarise
-from ..io import atomic_path
+from ..io import atomic_path, write_text
 from ..models import UNetConfig
 from ..runtime.precision import resolve_device
 from ..runtime.progress import ProgressReporter
@@ -130,7 +130,7 @@ class _CellRunner:
         with atomic_path(folder) as staging:
             staging.mkdir()
             result = _json_ready(self._compute(cell, staging))
-            (staging / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            write_text(json.dumps(result, indent=2) + "\n", staging / "result.json")
         return result, True
 
     def _compute(self, cell: Cell, staging: Path) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 from ..data.discovery import Dataset
 from ..data.splits import Split, check_not_test, dataset_fingerprint
 from ..errors import ContrastSegError
-from ..io import atomic_path
+from ..io import write_text
 
 SPLIT_FILE_FORMAT = "contrastseg-benchmark-split"
 SPLIT_FILE_VERSION = 1
@@ -75,10 +75,8 @@ def load_split_file(path: str | os.PathLike) -> dict:
 def save_split_file(data: dict, path: str | os.PathLike) -> Path:
     """Write a split file atomically (e.g. the seeded split of a ``folder:`` dataset)."""
     path = Path(path)
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps({"format": SPLIT_FILE_FORMAT, "version": SPLIT_FILE_VERSION, **data},
-                                        indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_text(json.dumps({"format": SPLIT_FILE_FORMAT, "version": SPLIT_FILE_VERSION, **data}, indent=2)
+                      + "\n", path)
 
 
 def resolve_split(data: Mapping[str, Any], cases: Mapping[str, bool], source: str, fix: str,

@@ -40,6 +40,7 @@ from ..errors import ContrastSegError
 from ..io.read import read_image, read_label
 from ..io.volume import Volume
 from ..io.write import atomic_path, check_output_path, write_volume
+from ..io.write_file import write_text
 from .pseudo_subjects import DEFAULT_CONFIG, PseudoSubjectConfig, make_pseudo_subject, reslice
 
 FORMAT = "contrastseg-brain-offline"
@@ -218,9 +219,9 @@ def build_brain_offline(out: str | os.PathLike, subjects: int = 20, seed: int = 
             "files": [entry[key] for entry in training for key in ("image", "label")] + test,
             "build_seconds": round(time.perf_counter() - started, 1),
         }
-        (staging / "dataset.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-        (staging / "README.md").write_text(_readme(provenance), encoding="utf-8")
-        (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+        write_text(json.dumps(description, indent=2) + "\n", staging / "dataset.json")
+        write_text(_readme(provenance), staging / "README.md")
+        write_text(json.dumps(provenance, indent=2) + "\n", staging / PROVENANCE)
     return out
 
 

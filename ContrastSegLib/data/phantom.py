@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ContrastSegError
 from ..io.volume import Volume
 from ..io.write import atomic_path, write_volume
+from ..io.write_file import write_text
 
 LABEL_NAMES: dict[int, str] = {0: "background", 1: "LV", 2: "myocardium", 3: "RV"}
 LABEL_COLORS: dict[int, tuple[int, int, int]] = {
@@ -209,5 +210,5 @@ def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, ove
                          for case in cases],
             "test": [],
         }
-        (staging / "dataset.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+        write_text(json.dumps(description, indent=2) + "\n", staging / "dataset.json")
     return out_dir

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import ContrastSegError
-from ..io.write import atomic_path
+from ..io.write_file import write_text
 from .discovery import Case, Dataset
 
 SPLIT_GROUPS = ("train_labeled", "train_unlabeled", "validation", "test")
@@ -147,9 +147,7 @@ def _group_sizes(dataset, n_labeled, n_validation, test_fraction, n_test, seed) 
 def save_split(split: Split, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``split`` as JSON atomically; an existing file is refused unless ``overwrite``."""
     path = Path(path)
-    with atomic_path(path, overwrite) as temporary:
-        temporary.write_text(json.dumps(split.to_json(), indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_text(json.dumps(split.to_json(), indent=2) + "\n", path, overwrite)
 
 
 def load_split(path: str | os.PathLike) -> Split:

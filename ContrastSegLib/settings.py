@@ -174,11 +174,14 @@ DEFAULT_MAX_VOXELS = 2 ** 30  # about 1.07e9 voxels: 4 GiB as float32
 
 @dataclass(frozen=True)
 class ReadConfig(Config):
-    """Bounds on what reading an image may allocate; not stored in checkpoints (see ``io.read_checks``)."""
+    """What reading an image may allocate and accept; not stored in checkpoints (see ``io.read_checks``)."""
 
     max_voxels: int = option(DEFAULT_MAX_VOXELS, "--max-voxels", POSITIVE_WHOLE,
                              "refuse images whose header declares more voxels than this, before reading them; "
                              "raise it for larger scans")
+    accept_shear: bool = option(False, "--accept-shear", SWITCH,
+                                "read a NIfTI whose affine is sheared with the nearest orthogonal axes (a warning "
+                                "says so) instead of refusing it")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from ContrastSegLib.cli import main
 from ContrastSegLib.errors import ContrastSegError
-from ContrastSegLib.io import read_checks, read_image, voxel_limit
+from ContrastSegLib.io import read_checks, read_image, reading, voxel_limit
+from ContrastSegLib.settings import ReadConfig
 from ContrastSegLib.preprocess.geometry import resampled_shape
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -243,7 +244,12 @@ def test_sheared_or_complex_nifti_is_refused(capsys, tmp_path, model):
     folder.mkdir()
     shear = np.array([[2.0, 0.3, 0, 0], [0, 2.0, 0, 0], [0, 0, 4.0, 0], [0, 0, 0, 1]])
     bad = _nifti(folder / "sheared.nii.gz", np.ones((16, 16, 4), np.float32), sform=shear)
-    _predict_refused(capsys, tmp_path, model, bad, str(bad), "sheared", "orthogonal grid")
+    _predict_refused(capsys, tmp_path, model, bad, str(bad), "sheared", "--accept-shear")
+    with reading(ReadConfig(accept_shear=True)), pytest.warns(UserWarning, match="nearest orthogonal axes"):
+        volume = read_image(bad)  # asked for: read, on the nearest orthogonal axes
+    assert volume.array.shape == (4, 16, 16)
+    np.testing.assert_allclose(np.reshape(volume.direction, (3, 3)) @ np.reshape(volume.direction, (3, 3)).T,
+                               np.eye(3), atol=1e-6)
     bad = _nifti(folder / "complex.nii.gz", np.ones((16, 16, 4), np.complex64), sform=np.eye(4))
     _predict_refused(capsys, tmp_path, model, bad, str(bad), "complex-valued", "magnitude")
 

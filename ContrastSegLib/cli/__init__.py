@@ -16,7 +16,8 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import ContrastSegError
-from ..io import voxel_limit
+from ..io import reading
+from ..settings import ReadConfig, config_from_args
 from ..runtime.stop import stop_on_signals
 from . import (benchmark_command, data_commands, demo_command, evaluate_command, finetune_command, info_command,
                predict_command, pretrain_command)
@@ -52,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(words)
         stage = args.command
-        with stop_on_signals(), voxel_limit(getattr(args, "max_voxels", None)):
+        read_options = config_from_args(ReadConfig, args) if hasattr(args, "max_voxels") else None
+        with stop_on_signals(), reading(read_options):
             return int(args.run(args) or 0)
     except ContrastSegError as error:
         if not sys.stdout.isatty():

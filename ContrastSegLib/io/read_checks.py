@@ -1,7 +1,7 @@
 """Checks made before any voxel is read: the path is a readable regular file, and the declared size is bounded.
 
-The voxel limit is process-wide (the command line sets it from ``--max-voxels``); :func:`voxel_limit` changes it for
-a block of code, e.g. a script reading larger scans.
+The limits are process-wide (the command line sets them from ``--max-voxels`` and ``--accept-shear``);
+:func:`reading` changes them for a block of code, e.g. a script reading larger scans.
 """
 
 from __future__ import annotations
@@ -13,26 +13,36 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import ContrastSegError
-from ..settings import DEFAULT_MAX_VOXELS, ReadConfig
+from ..settings import ReadConfig
 
-_limit = [DEFAULT_MAX_VOXELS]
+_current = [ReadConfig()]
 
 
 def max_voxels() -> int:
     """The largest voxel count (over all frames and components) an image may declare."""
-    return _limit[0]
+    return _current[0].max_voxels
+
+
+def shear_accepted() -> bool:
+    """Whether a sheared NIfTI affine is read (nearest orthogonal axes) rather than refused."""
+    return _current[0].accept_shear
 
 
 @contextlib.contextmanager
-def voxel_limit(limit: int | None) -> Iterator[None]:
-    """Within the block, images may declare up to ``limit`` voxels (None: keep the current limit)."""
-    previous = _limit[0]
-    if limit is not None:
-        _limit[0] = ReadConfig(max_voxels=limit).check().max_voxels
+def reading(config: ReadConfig | None) -> Iterator[None]:
+    """Within the block, images are read under ``config`` (None: keep the current settings)."""
+    previous = _current[0]
+    if config is not None:
+        _current[0] = config.check()
     try:
         yield
     finally:
-        _limit[0] = previous
+        _current[0] = previous
+
+
+def voxel_limit(limit: int | None) -> contextlib.AbstractContextManager:
+    """Within the block, images may declare up to ``limit`` voxels (None: keep the current limit)."""
+    return reading(None if limit is None else ReadConfig(max_voxels=limit, accept_shear=shear_accepted()))
 
 
 def check_voxel_count(path: str | os.PathLike, shape: Sequence[int]) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ContrastSegError
-from .read_checks import check_voxel_count, first_line
+from .read_checks import check_voxel_count, first_line, shear_accepted
 from .volume import non_finite_error
 
 SHEAR_TOLERANCE = 1e-3  # largest |cos| between two voxel axes (0.06° from perpendicular) accepted as rounding
@@ -148,8 +148,12 @@ def nifti_geometry(nifti: NiftiHeader) -> tuple[tuple[float, ...], tuple[float, 
     cosines = np.abs(axes.T @ axes - np.eye(3)).max()
     if cosines > SHEAR_TOLERANCE:
         angle = 90.0 - np.degrees(np.arccos(min(cosines, 1.0)))
-        raise ContrastSegError(f"{path}: the {name} is sheared (voxel axes {angle:.2f}° off perpendicular); resample "
-                               "the image onto an orthogonal grid (e.g. reslice it with your registration tool)")
+        if not shear_accepted():
+            raise ContrastSegError(f"{path}: the {name} is sheared (voxel axes {angle:.2f}° off perpendicular); "
+                                   "resample it onto an orthogonal grid, or pass --accept-shear to read it with the "
+                                   "nearest orthogonal axes")
+        warnings.warn(f"{path}: the {name} is sheared ({angle:.2f}°); read with the nearest orthogonal axes "
+                      "(--accept-shear)")
     if sform > 0 and qform > 0 and np.abs(header.get_sform() - header.get_qform()).max() > FORM_TOLERANCE_MM:
         warnings.warn(f"{path}: qform and sform disagree; using the sform (as nibabel and FSL do) — rewrite the "
                       "header with both set alike to silence this")

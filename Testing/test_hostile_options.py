@@ -20,26 +20,6 @@ PRETRAIN = ["--channels", "8,16,32", "--crop-size", "32", "--spacing", "4", "--i
             "--volumes-per-batch", "2", "--precision", "fp32", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("hostile_options")
-
-
-@pytest.fixture(scope="module")
-def pairs(workspace):
-    folder = workspace / "pairs"
-    for case in ("alpha", "beta"):
-        write_pair(folder, case)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def model(workspace, pairs):
-    path = workspace / "model.pt"
-    assert main(["finetune", "--labeled", str(pairs), "--out", str(path), *TINY_TRAINING]) == 0
-    return path
-
-
 def _refused_without_output(capsys, tmp_path, argv, *fragments):
     code, out, err = run_cli(capsys, *argv)
     assert "Traceback" not in err

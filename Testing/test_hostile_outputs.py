@@ -19,29 +19,8 @@ import torch
 from cli_helpers import (FAST_PREDICT, TINY_TRAINING, assert_refused, blob_arrays, run_cli, write_image,
                          write_pair)
 
-from ContrastSegLib.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("hostile_outputs")
-
-
-@pytest.fixture(scope="module")
-def pairs(workspace):
-    folder = workspace / "pairs"
-    for case in ("alpha", "beta"):
-        write_pair(folder, case)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def model(workspace, pairs):
-    path = workspace / "model.pt"
-    assert main(["finetune", "--labeled", str(pairs), "--out", str(path), *TINY_TRAINING]) == 0
-    return path
 
 
 def tree_state(root):

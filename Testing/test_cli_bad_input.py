@@ -15,7 +15,6 @@ from cli_helpers import (BAD_IMAGES, FAST_PREDICT, SPACING, TINY_TRAINING, asser
                          blob_arrays, events, file_state, four_d_image, nan_nifti, run_cli, run_subprocess,
                          vector_image, write_image, write_pair)
 
-from ContrastSegLib.cli import main
 from ContrastSegLib.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -23,23 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("bad_input")
-
-
-@pytest.fixture(scope="module")
-def good_pairs(workspace):
-    folder = workspace / "pairs"
-    for case in ("alpha", "beta"):
-        write_pair(folder, case)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def model(workspace, good_pairs):
-    path = workspace / "model.pt"
-    assert main(["finetune", "--labeled", str(good_pairs), "--out", str(path), *TINY_TRAINING]) == 0
-    return path
+def good_pairs(pairs):
+    """The conftest's two labeled pairs (``model`` is fine-tuned on them)."""
+    return pairs
 
 
 def _bad_label(kind):

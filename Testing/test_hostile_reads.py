@@ -11,30 +11,18 @@ import warnings
 
 import nibabel as nib
 import numpy as np
-import pydicom
 import pytest
 import SimpleITK as sitk
-from cli_helpers import FAST_PREDICT, TINY_TRAINING, assert_nothing_written, assert_refused, run_cli, write_pair
+from cli_helpers import FAST_PREDICT, assert_nothing_written, assert_refused, run_cli, write_pair
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
-from ContrastSegLib.cli import main
 from ContrastSegLib.errors import ContrastSegError
 from ContrastSegLib.io import read_checks, read_image, reading, voxel_limit
 from ContrastSegLib.settings import ReadConfig
 from ContrastSegLib.preprocess.geometry import resampled_shape
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hostile_reads")
-    write_pair(folder / "pairs", "alpha")
-    write_pair(folder / "pairs", "beta")
-    path = folder / "model.pt"
-    assert main(["finetune", "--labeled", str(folder / "pairs"), "--out", str(path), *TINY_TRAINING]) == 0
-    return path
 
 
 def _predict_refused(capsys, tmp_path, model, bad, *fragments):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -36,13 +35,15 @@ def check_model_target(path: str | os.PathLike) -> Path:
 
 
 def deliver(result: Path, target: Path, overwrite: bool = False) -> Path:
-    """Copy the job's checkpoint ``result`` to ``target`` whole (a temporary file in the same folder, then an
-    atomic link or rename). ``overwrite`` replaces ``target``; otherwise a taken name gets the next free version."""
+    """Copy the job's checkpoint ``result`` to ``target`` whole (a temporary file in the same folder, flushed and
+    size-checked by the library's writer, then an atomic link or rename). ``overwrite`` replaces ``target``;
+    otherwise a taken name gets the next free version. A failed write (full disk) names the path and free space."""
+    from ContrastSegLib.io.write_file import write_staged_bytes
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
     os.close(handle)
     try:
-        shutil.copyfile(result, temporary)
+        write_staged_bytes(Path(result).read_bytes(), Path(temporary), target)
         if overwrite:
             os.replace(temporary, target)
             return target

@@ -75,6 +75,8 @@ SPACING = Rule(lambda v: v is None or _finite(v) and 1e-3 <= v <= 1e3,
 SLICE_AXIS = Rule(lambda v: v is None or _whole(v) and v in (0, 1, 2), "choose 0, 1 or 2", int, choices=(0, 1, 2))
 PERCENTILES = Rule(lambda v: len(v) == 2 and all(map(_number, v)) and 0 <= v[0] < v[1] <= 100,
                    "needs 0 ≤ LO < HI ≤ 100", _number_pair, lambda v: f"{v[0]},{v[1]}")
+FACTORS = Rule(lambda v: len(v) == 2 and all(map(_finite, v)) and 0 < v[0] <= v[1] <= 10,
+                "needs 0 < LO ≤ HI ≤ 10", _number_pair, lambda v: f"{v[0]:g},{v[1]:g}")
 SEED = whole_between(0, 2 ** 63 - 1)  # what torch.manual_seed and numpy's generators accept
 LEARNING_RATE = finite_between(0, 1)
 SHAPE_PARAMETER = finite_between(1e-3, 100, low_open=False)  # a temperature, a Beta distribution's α

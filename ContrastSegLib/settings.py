@@ -16,8 +16,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable, Sequence, TypeVar
 
 from .errors import ContrastSegError
-from .option_rules import (BATCH, FRACTION, LEARNING_RATE, PERCENTILES, POSITIVE_WHOLE, SEED, SHAPE_PARAMETER, SIDE,
-                           SLICE_AXIS, SPACING, SWITCH, TEXT, Rule, checked_parse, finite_between, one_of, option,
+from .option_rules import (BATCH, FACTORS, FRACTION, LEARNING_RATE, PERCENTILES, POSITIVE_WHOLE, SEED,
+                           SHAPE_PARAMETER, SIDE, SLICE_AXIS, SPACING, SWITCH, TEXT, Rule, checked_parse, finite_between, one_of, option,
                            problem, text_of, whole_between)
 
 C = TypeVar("C", bound="Config")
@@ -55,6 +55,13 @@ class SupervisedLocalMode(Choice):
     """How the supervised-local loss (Hu et al. 2021) visits the pixels: that stage's "strategy"."""
 
     STRIDE, BLOCK, EXACT, DENSE = "stride", "block", "exact", "dense"
+
+
+class Flips(Choice):
+    """Random flips of training slices, by the slice's axes: horizontal = its second axis (left-right in axial and
+    coronal slices of a canonically oriented volume), vertical = its first."""
+
+    NONE, HORIZONTAL, VERTICAL, BOTH = "none", "horizontal", "vertical", "both"
 
 
 class LrSchedule(Choice):
@@ -188,19 +195,35 @@ class ReadConfig(Config):
 class FinetuneConfig(ExecutionConfig):
     """Settings of one fine-tuning run; stored in the checkpoint.
 
-    lr_schedule: "cosine" anneals the learning rate to 0 over the run, so the last weights — all there is without a
-    validation set — are not caught mid-oscillation; "constant" is the paper's setting.
+    lr_schedule: "constant" (the paper's) is the default: under "cosine", which anneals the rate to 0 over the run,
+    a small structure that is learned late (the hippocampus of a brain) was never learned (benchmarks/RESULTS.md,
+    fine-tuning ablation). The augmentation defaults come from the same ablation: no flips (they swap the sides of
+    a heart or the front and back of a brain), no elastic warp.
     """
 
     iterations: int = option(3000, "--iterations", POSITIVE_WHOLE, "training steps (of each self-training round)")
     batch_size: int = option(16, "--batch-size", BATCH, "labeled slices per step")
     learning_rate: float = option(1e-3, "--lr", LEARNING_RATE, "Adam learning rate")
-    lr_schedule: str = option(LrSchedule.COSINE.value, "--lr-schedule", one_of(LrSchedule),
-                              "cosine: anneal to 0 over the run; constant: the paper's setting")
+    lr_schedule: str = option(LrSchedule.CONSTANT.value, "--lr-schedule", one_of(LrSchedule),
+                              "constant: the paper's setting; cosine: anneal to 0 over the run")
     validate_every: int = option(200, "--validate-every", POSITIVE_WHOLE,
                                  "steps between validation Dice measurements (with a split's validation cases)")
     seed: int = option(0, "--seed", SEED, "seed of initialisation, sampling and augmentation")
     augment: bool = option(True, "--augment", SWITCH, "geometric and intensity augmentation (--no-augment: off)")
+    flips: str = option(Flips.NONE.value, "--flips", one_of(Flips),
+                        "random flips of the training slices; none keeps the sides and front of asymmetric anatomy "
+                        "(heart, brain); horizontal (left-right in axial and coronal slices), vertical or both only "
+                        "for anatomy symmetric along that axis")
+    rotation: float = option(15.0, "--rotation", finite_between(0, 180, low_open=False),
+                             "largest random in-plane rotation, degrees")
+    scale_range: tuple[float, float] = option((0.9, 1.1), "--scale-range", FACTORS, "random zoom factors",
+                                              metavar="LO,HI")
+    elastic: float = option(0.0, "--elastic", finite_between(0, 0.2, low_open=False),
+                            "largest elastic displacement, a fraction of the slice side (0: off)")
+    contrast_range: tuple[float, float] = option((0.7, 1.3), "--contrast-range", FACTORS,
+                                                 "random contrast factors around each slice's mean", metavar="LO,HI")
+    brightness: float = option(0.3, "--brightness", finite_between(0, 1, low_open=False),
+                               "largest random brightness shift (images are normalised to 0..1)")
     mixup: bool = option(False, "--mixup", SWITCH, "Mixup of image/label pairs")
     mixup_alpha: float = option(0.4, "--mixup-alpha", SHAPE_PARAMETER, "α of the Beta(α, α) Mixup weights")
     ce_weight: float = option(1.0, "--ce-weight", finite_between(0, 100, low_open=False),
@@ -209,8 +232,11 @@ class FinetuneConfig(ExecutionConfig):
                                        "rounds of self-training (1 when given alone): the model pseudo-labels the "
                                        "unlabeled volumes and trains again on labeled + confident pseudo-labeled "
                                        "pixels", nargs="?", const=1, metavar="ROUNDS")
-    pseudo_threshold: float = option(0.9, "--pseudo-threshold", FRACTION,
-                                     "confidence a pseudo-labeled pixel needs; others are ignored")
+    pseudo_keep: float = option(0.5, "--pseudo-keep", finite_between(0, 1),
+                                "share of each class's pseudo-labeled pixels kept, the most confident ones (the "
+                                "threshold is that class's confidence quantile; 1: every argmax pixel)")
+    labeled_share: float = option(0.5, "--labeled-share", FRACTION,
+                                  "share of every self-training batch drawn from the labeled volumes")
 
     @property
     def total_iterations(self) -> int:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ContrastSegLib.augment import IntensityAugmentation, SpatialAugmentation
 from ContrastSegLib.losses import DiceCrossEntropyLoss
+from ContrastSegLib.settings import FinetuneConfig
 from ContrastSegLib.training.mixup import mixup
 
 
@@ -17,11 +18,15 @@ def random_labels(batch=6, classes=4, side=24, seed=0):
     return labels, F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
 
 
-def test_flips_only_move_image_and_label_alike():
-    labels, targets = random_labels()
+FLIP_DIMS = {"none": {()}, "horizontal": {(), (1,)}, "vertical": {(), (0,)}, "both": {(), (0,), (1,), (0, 1)}}
+
+
+@pytest.mark.parametrize("flips", sorted(FLIP_DIMS))
+def test_flips_move_image_and_label_alike_and_only_along_the_axes_asked(flips):
+    labels, targets = random_labels(batch=24)
     images = labels.unsqueeze(1).float() * 10 + torch.rand(labels.shape).unsqueeze(1)
-    augment = SpatialAugmentation(rotation_deg=0.0, scale=(1.0, 1.0), flip=True, elastic_strength=0.0)
-    warped, moved = augment(images, targets, torch.Generator().manual_seed(3))
+    config = FinetuneConfig(flips=flips, rotation=0.0, scale_range=(1.0, 1.0), elastic=0.0)
+    warped, moved = SpatialAugmentation.of(config)(images, targets, torch.Generator().manual_seed(3))
     flips_seen = set()
     for b in range(images.shape[0]):
         for dims in ((), (0,), (1,), (0, 1)):  # dims of an (H, W) slice
@@ -32,7 +37,13 @@ def test_flips_only_move_image_and_label_alike():
                 break
         else:
             pytest.fail(f"image {b} is not a flip of its input")
-    assert len(flips_seen) >= 2  # the flips are random, not constant
+    assert flips_seen == FLIP_DIMS[flips]  # random among the allowed flips, never another
+
+
+def test_the_default_fine_tuning_augmentation_never_flips():
+    assert FinetuneConfig().flips == "none"
+    augment = SpatialAugmentation.of(FinetuneConfig())
+    assert not augment.flip_horizontal and not augment.flip_vertical and augment.elastic_strength == 0
 
 
 def test_rotation_and_elastic_use_one_grid_for_both():

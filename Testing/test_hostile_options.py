@@ -31,7 +31,7 @@ BAD_OPTIONS = [
     (["--lr", "nan"], "--lr nan"), (["--lr", "inf"], "--lr inf"), (["--spacing", "0"], "--spacing 0"),
     (["--spacing", "-1.6"], "--spacing -1.6"), (["--spacing", "1e-9"], "--spacing 1e-9"),
     (["--crop-size", "1000000"], "--crop-size 1000000"), (["--mixup-alpha", "0"], "--mixup-alpha 0"),
-    (["--seed", str(2 ** 64)], f"--seed {2 ** 64}"), (["--pseudo-threshold", "2"], "--pseudo-threshold 2"),
+    (["--seed", str(2 ** 64)], f"--seed {2 ** 64}"), (["--pseudo-keep", "2"], "--pseudo-keep 2"),
     (["--iterations", "0"], "--iterations 0"), (["--iterations", "x"], "--iterations x"),
     (["--precision", "fp8"], "--precision fp8"), (["--channels", "8,x"], "--channels 8,x"),
     (["--no-such-option"], "--no-such-option"),

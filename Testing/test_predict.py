@@ -12,7 +12,7 @@ from ContrastSegLib.io import Volume
 from ContrastSegLib.models import UNet2D, UNetConfig
 from ContrastSegLib.runtime.checkpoint import Checkpoint
 from ContrastSegLib.runtime.precision import plan_execution
-from ContrastSegLib.settings import PreprocessConfig
+from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
 
 
 def oblique_direction() -> tuple[float, ...]:
@@ -22,12 +22,14 @@ def oblique_direction() -> tuple[float, ...]:
     return tuple((rz @ rx).ravel())
 
 
-def predictor(preprocess: PreprocessConfig, values=(0, 1, 2, 5)) -> Predictor:
+def predictor(preprocess: PreprocessConfig, values=(0, 1, 2, 5), config: dict | None = None) -> Predictor:
     torch.manual_seed(0)
     model = UNet2D(UNetConfig(num_classes=len(values), channels=(4, 8, 16)))
     metadata = {"stage": "finetune", "architecture": model.config.to_json(), "preprocessing": preprocess.to_json(),
                 "labels": {"values": list(values), "names": [f"s{v}" for v in values],
                            "colors": [[v, v, v] for v in values]}}
+    if config is not None:
+        metadata["config"] = config
     return Predictor(Checkpoint(model.state_dict(), metadata), plan=plan_execution("cpu", "fp32"))
 
 
@@ -54,6 +56,24 @@ def test_prediction_keeps_exact_geometry(preprocess):
     assert probability_image.GetNumberOfComponentsPerPixel() == 4
     assert probability_image.GetSize() == image.to_sitk().GetSize()
     assert probability_image.GetDirection() == pytest.approx(image.direction)
+
+
+@pytest.mark.parametrize("config, copies", [
+    (FinetuneConfig().to_json(), 1),  # trained without flips: never asked to segment a flipped slice
+    (FinetuneConfig(flips="horizontal").to_json(), 2),
+    (FinetuneConfig(flips="both").to_json(), 4),
+    ({"iterations": 10}, 4),  # a checkpoint from before the setting: trained with both flips
+])
+def test_uncertainty_averages_only_the_flips_the_model_was_trained_with(config, copies, monkeypatch):
+    model = predictor(PreprocessConfig(target_spacing=2.0, crop_size=32), config=config)
+    seen = []
+    forward = model.model.forward
+    monkeypatch.setattr(model.model, "forward", lambda x: seen.append(x.shape[0]) or forward(x))
+    image, _ = make_phantom(0)
+    model.predict(image)
+    single = len(seen)
+    model.predict(image, uncertainty=True)
+    assert len(seen) - single == copies * single
 
 
 def test_outside_the_crop_is_background():

@@ -24,7 +24,7 @@ CONFIGS = [
     ("finetune", FinetuneConfig()),
     ("finetune", FinetuneConfig(iterations=7, batch_size=3, learning_rate=2.5e-4, lr_schedule="constant",
                                 validate_every=3, seed=2, augment=False, mixup=True, mixup_alpha=0.25,
-                                ce_weight=0.0, self_training_rounds=2, pseudo_threshold=0.75, device="cuda:1",
+                                ce_weight=0.0, self_training_rounds=2, pseudo_keep=0.75, device="cuda:1",
                                 precision="bf16", channels_last="on")),
     ("finetune", FinetuneConfig(self_training_rounds=1)),
     ("pretrain", PretrainConfig()),
@@ -97,8 +97,12 @@ REFUSALS = [
     (FinetuneConfig(mixup_alpha=-1.0), "--mixup-alpha -1.0"),
     (FinetuneConfig(ce_weight=-0.5), "--ce-weight -0.5"),
     (FinetuneConfig(self_training_rounds=-1), "--self-training -1"),
-    (FinetuneConfig(pseudo_threshold=1.0), "--pseudo-threshold 1.0"),
-    (FinetuneConfig(pseudo_threshold=0), "--pseudo-threshold 0"),
+    (FinetuneConfig(pseudo_keep=1.5), "--pseudo-keep 1.5"),
+    (FinetuneConfig(pseudo_keep=0), "--pseudo-keep 0"),
+    (FinetuneConfig(labeled_share=1.0), "--labeled-share 1.0"),
+    (FinetuneConfig(flips="mirror"), "--flips mirror"),
+    (FinetuneConfig(scale_range=(1.2, 0.8)), "--scale-range 1.2,0.8"),
+    (FinetuneConfig(elastic=0.5), "--elastic 0.5"),
     (FinetuneConfig(device="gpu"), "--device gpu"),
     (FinetuneConfig(precision="fp8"), "--precision fp8"),
     (PretrainConfig(channels_last="yes"), "--channels-last yes"),
@@ -144,8 +148,8 @@ def test_crop_size_fits_the_unet_of_the_given_widths():
 def test_a_bad_value_on_the_command_line_is_one_error_line(capsys, tmp_path):
     out = tmp_path / "model.pt"
     code, stdout, err = run_cli(capsys, "finetune", "--labeled", tmp_path, "--out", out, *TINY_TRAINING,
-                                "--pseudo-threshold", "1.5")
-    assert_refused(code, stdout, err, "--pseudo-threshold 1.5", "between 0 and 1")
+                                "--labeled-share", "1.5")
+    assert_refused(code, stdout, err, "--labeled-share 1.5", "between 0 and 1")
     assert_nothing_written(out, tmp_path)
 
 

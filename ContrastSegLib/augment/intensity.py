@@ -6,13 +6,20 @@ from dataclasses import dataclass
 
 import torch
 
+from ..settings import FinetuneConfig
+
 
 @dataclass(frozen=True)
 class IntensityAugmentation:
     """brightness: ± additive shift; contrast: (min, max) factor applied around each image's mean."""
 
-    brightness: float = 0.1
-    contrast: tuple[float, float] = (0.9, 1.1)
+    brightness: float = FinetuneConfig.brightness
+    contrast: tuple[float, float] = FinetuneConfig.contrast_range
+
+    @classmethod
+    def of(cls, config: FinetuneConfig) -> "IntensityAugmentation":
+        """The intensity augmentation a fine-tuning config asks for."""
+        return cls(config.brightness, tuple(config.contrast_range))
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(B, C, H, W) -> same shape; one random shift and factor per image."""

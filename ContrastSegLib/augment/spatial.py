@@ -11,17 +11,27 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..settings import FinetuneConfig, Flips
+
 
 @dataclass(frozen=True)
 class SpatialAugmentation:
-    """rotation_deg: ± range; scale: (min, max); flip: random left-right and up-down flips; elastic_strength:
-    largest displacement as a fraction of the image side (0 = off), on a ``elastic_grid``² grid of control points."""
+    """rotation_deg: ± range; scale: (min, max); flip_horizontal / flip_vertical: random flips along the image's
+    second / first axis; elastic_strength: largest displacement as a fraction of the image side (0 = off), on a
+    ``elastic_grid``² grid of control points. The defaults are fine-tuning's (``FinetuneConfig``)."""
 
-    rotation_deg: float = 15.0
-    scale: tuple[float, float] = (0.95, 1.05)
-    flip: bool = True
-    elastic_strength: float = 0.03
+    rotation_deg: float = FinetuneConfig.rotation
+    scale: tuple[float, float] = FinetuneConfig.scale_range
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    elastic_strength: float = FinetuneConfig.elastic
     elastic_grid: int = 5
+
+    @classmethod
+    def of(cls, config: FinetuneConfig) -> "SpatialAugmentation":
+        """The geometric augmentation a fine-tuning config asks for."""
+        return cls(config.rotation, tuple(config.scale_range), config.flips in (Flips.HORIZONTAL, Flips.BOTH),
+                   config.flips in (Flips.VERTICAL, Flips.BOTH), config.elastic)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,8 +57,10 @@ class SpatialAugmentation:
         angle = uniform(-self.rotation_deg, self.rotation_deg) * (math.pi / 180.0)
         scale = uniform(*self.scale)
         flips = torch.ones(batch, 2, device=device)
-        if self.flip:
-            flips = torch.where(torch.rand(batch, 2, device=device, generator=generator) < 0.5, -flips, flips)
+        allowed = torch.tensor([self.flip_horizontal, self.flip_vertical], device=device)
+        if allowed.any():
+            drawn = (torch.rand(batch, 2, device=device, generator=generator) < 0.5) & allowed
+            flips = torch.where(drawn, -flips, flips)
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack([torch.stack([cos * flips[:, 0], -sin, torch.zeros_like(cos)], 1),
                              torch.stack([sin, cos * flips[:, 1], torch.zeros_like(cos)], 1)], 1)

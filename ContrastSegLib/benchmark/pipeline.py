@@ -37,14 +37,16 @@ class RunSettings(ExecutionConfig):
     batch_size: int = FinetuneConfig.batch_size
     volumes_per_batch: int = PretrainConfig.volumes_per_batch
     channels: tuple[int, ...] = DEFAULT_CHANNELS
+    finetune_recipe: tuple[tuple[str, object], ...] = ()  # (FinetuneConfig field, value) pairs set on every run
 
     def pretrain_config(self, stage: str, strategy: str) -> PretrainConfig:
         return replace(PretrainConfig(stage=stage, strategy=strategy), iterations=self.pretrain_iterations,
                        volumes_per_batch=self.volumes_per_batch, **self._shared())
 
     def finetune_config(self, method: Method) -> FinetuneConfig:
-        return replace(FinetuneConfig(), iterations=self.finetune_iterations, batch_size=self.batch_size,
-                       mixup=method.mixup, self_training_rounds=int(method.self_training), **self._shared())
+        recipe = {name: tuple(value) if isinstance(value, list) else value for name, value in self.finetune_recipe}
+        return replace(FinetuneConfig(), **recipe, iterations=self.finetune_iterations, batch_size=self.batch_size,
+                       mixup=method.mixup, self_training_rounds=int(method.self_training), **self._shared()).check()
 
     def _shared(self) -> dict:
         """What every stage takes alike: the seed and the execution settings."""

@@ -21,7 +21,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.splits import check_not_test, load_split, save_split
@@ -63,6 +63,7 @@ class BenchmarkRequest:
     precision: str = ExecutionConfig.precision
     channels_last: str = ExecutionConfig.channels_last
     performance: bool | None = None
+    finetune_recipe: dict = field(default_factory=dict)
     command: str | None = None
 
 
@@ -80,7 +81,7 @@ def run_benchmark(request: BenchmarkRequest) -> list[dict]:
     settings = {"dataset": _absolute_folder(request.dataset), "data": str(Path(request.data).expanduser().absolute())
                 if request.data else None, "profile": profile.name, "profile_settings": profile.to_json(),
                 "spacing": request.spacing, "crop": request.crop, "device": device, "precision": request.precision,
-                "channels_last": request.channels_last}
+                "channels_last": request.channels_last, "finetune_recipe": dict(request.finetune_recipe)}
     recorded = check_settings(out, settings)
     prepared = prepare_dataset(request.dataset, request.data, out / "data", profile, request.spacing, request.crop,
                                check_pool=lambda size: plan_cells(methods, labeled, seeds, size, request.dataset))
@@ -119,7 +120,8 @@ class _CellRunner:
         return RunSettings(pretrain_iterations=p.pretrain_iterations, finetune_iterations=p.finetune_iterations,
                            seed=seed, batch_size=p.batch_size,
                            volumes_per_batch=min(p.volumes_per_batch, len(self.prepared.split.pool)),
-                           channels=p.channels, **config_from_args(ExecutionConfig, self.request).to_json())
+                           channels=p.channels, finetune_recipe=tuple(sorted(self.request.finetune_recipe.items())),
+                           **config_from_args(ExecutionConfig, self.request).to_json())
 
     def result(self, cell: Cell) -> tuple[dict, bool]:
         """(the cell's result.json content, whether it was computed now)."""

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 from ..benchmark.cells import FULL
 from ..benchmark.datasets import dataset_names
 from ..benchmark.profiles import DEFAULT_METHODS, PROFILES
 from ..benchmark.runner import BenchmarkRequest, run_benchmark
-from .common import add_execution_options, positive_int
+from ..errors import ContrastSegError
+from ..settings import ExecutionConfig, FinetuneConfig, add_options, command_arguments, option_fields
+from .common import OneLineParser, add_execution_options, positive_int
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -47,6 +50,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="iterations of each pre-training stage (default: the profile's)")
     parser.add_argument("--finetune-iterations", type=positive_int, default=None, metavar="N",
                         help="fine-tuning iterations (default: the profile's)")
+    parser.add_argument("--finetune", type=recipe, default={}, metavar="'FLAGS'", dest="finetune_recipe",
+                        help="fine-tuning recipe flags of contrastseg finetune for every cell, quoted, e.g. "
+                             f"--finetune '--flips both --lr-schedule cosine' (any of: {', '.join(RECIPE_FLAGS)})")
     parser.add_argument("--performance", action=argparse.BooleanOptionalAction, default=None,
                         help="add the Performance section to report.md (default: on for cpu and paper)")
     add_execution_options(parser)
@@ -60,6 +66,23 @@ def _counts(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, e.g. 1,2,8; got {text!r}") from None
 
 
+RECIPE_EXCLUDED = (ExecutionConfig, "iterations", "batch_size", "seed", "mixup", "self_training_rounds")
+RECIPE_FLAGS = [f.metadata["flags"][0] for f in option_fields(FinetuneConfig) if f.name not in
+                {n for e in RECIPE_EXCLUDED for n in ([x.name for x in fields(e)] if isinstance(e, type) else [e])}]
+
+
+def recipe(text: str) -> dict:
+    """``'--flips both --lr 3e-4'`` -> {"flips": "both", "learning_rate": 0.0003}, checked by the fine-tuning
+    options' own rules; iterations, batch, seed, Mixup and self-training come from the profile and the method."""
+    parser = OneLineParser(prog="contrastseg benchmark --finetune", add_help=False)
+    add_options(parser, FinetuneConfig, exclude=RECIPE_EXCLUDED, keep_unset=True)
+    try:
+        given = vars(parser.parse_args(shlex.split(text)))
+    except ContrastSegError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(error).split('; see ')[0]}") from None
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in given.items()}
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
@@ -70,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         methods=args.methods, seeds=args.seeds, spacing=args.spacing, crop=args.crop_size,
         pretrain_iterations=args.pretrain_iterations, finetune_iterations=args.finetune_iterations,
         device=args.device, precision=args.precision, channels_last=args.channels_last,
-        performance=args.performance, command=command_line(args))
+        performance=args.performance, finetune_recipe=args.finetune_recipe, command=command_line(args))
     run_benchmark(request)
     return 0
 
@@ -84,6 +107,8 @@ def command_line(args: argparse.Namespace) -> str:
                "--methods": ",".join(args.methods) if args.methods else None, "--seeds": args.seeds,
                "--out": args.out, "--spacing": args.spacing, "--crop-size": args.crop_size,
                "--pretrain-iterations": args.pretrain_iterations, "--finetune-iterations": args.finetune_iterations,
+               "--finetune": shlex.join(command_arguments(replace(FinetuneConfig(), **args.finetune_recipe),
+                                                               RECIPE_EXCLUDED)) if args.finetune_recipe else None,
                "--device": args.device, "--precision": args.precision, "--channels-last": args.channels_last}
     words = ["contrastseg", "benchmark"] + [str(w) for key, value in options.items() if value is not None
                                             for w in (key, value)]

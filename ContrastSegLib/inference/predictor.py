@@ -17,14 +17,15 @@ from ..models import UNet2D, UNetConfig
 from ..preprocess import preprocess_volume, restore_planes, to_volume_order
 from ..runtime.checkpoint import Checkpoint, load_checkpoint
 from ..runtime.precision import ExecutionPlan, plan_execution
-from ..settings import PreprocessConfig
-from .slices import batched_probabilities
+from ..settings import Flips, PreprocessConfig
+from .slices import NO_FLIPS, TRAINING_FLIPS, batched_probabilities
 
 
 @dataclass(frozen=True)
 class Prediction:
     """label: label values on the input grid; probabilities: (C, K, J, I) float32 or None;
-    uncertainty: entropy of the mean flip-averaged probabilities / log C, in [0, 1], or None."""
+    uncertainty: entropy / log C of the probabilities (averaged over the test-time flips the model was trained
+    with), in [0, 1], or None."""
 
     label: Volume
     probabilities: np.ndarray | None = None
@@ -66,13 +67,16 @@ class Predictor:
             self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.source = source
+        # checkpoints without the setting were trained with both flips, the setting's former default
+        self.flips = TRAINING_FLIPS.get((meta.get("config") or {}).get("flips", Flips.BOTH.value), NO_FLIPS)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":
         return cls(load_checkpoint(path), source=str(path), **kwargs)
 
     def predict(self, image: Volume, probabilities: bool = False, uncertainty: bool = False) -> Prediction:
-        """Segment ``image``; with ``uncertainty`` the prediction averages four test-time flips."""
+        """Segment ``image``; with ``uncertainty`` the prediction averages the test-time flips of the model's
+        training (none: one pass) and the entropy map is returned too."""
         prepared = preprocess_volume(image, self.preprocess_config)
         record, classes = prepared.record, len(self.labels.values)
         values = torch.as_tensor(self.labels.values, device=self.plan.device)
@@ -82,7 +86,7 @@ class Predictor:
         restored = np.empty((stack[0], classes) + stack[1:], dtype=np.float32) if probabilities else None
         # One batch of slices at a time: the full-resolution probabilities of a whole volume never exist at once.
         for start, batch in batched_probabilities(self.model, prepared.image, self.plan, self.batch_size,
-                                                  flips=uncertainty):
+                                                  flips=self.flips if uncertainty else NO_FLIPS):
             planes = restore_planes(batch, record)  # (B, C, R, C') on the device
             rows = slice(start, start + planes.shape[0])
             indices[rows] = values[planes.max(1).indices].cpu().numpy()  # max(): far faster than argmax on CPU

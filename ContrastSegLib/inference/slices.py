@@ -1,5 +1,6 @@
-"""Network over preprocessed slices: batched forward passes to class probabilities, optionally with test-time
-flips."""
+"""Network over preprocessed slices: batched forward passes to class probabilities, optionally averaged over
+test-time flips (only those the model was trained with: a model that never saw a flipped slice is not asked to
+segment one)."""
 
 from __future__ import annotations
 
@@ -12,32 +13,35 @@ from torch import nn
 
 from ..models import evaluating
 from ..runtime.precision import ExecutionPlan
+from ..settings import Flips
 
-# Test-time flips: identity, left-right, up-down, both (dims of a (B, C, H, W) tensor).
-FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+Flipped = tuple[tuple[int, ...], ...]  # the dims of a (B, C, H, W) tensor flipped in each copy; () = as is
+NO_FLIPS: Flipped = ((),)
+TRAINING_FLIPS: dict[str, Flipped] = {Flips.NONE: NO_FLIPS, Flips.HORIZONTAL: ((), (3,)), Flips.VERTICAL: ((), (2,)),
+                                      Flips.BOTH: ((), (3,), (2,), (2, 3))}
 
 
 def batched_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,
-                          flips: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+                          flips: Flipped = NO_FLIPS) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first slice index, (B, C, P, P) float32 softmax probabilities on the plan's device) for batches of the
-    (S, P, P) float32 ``slices``; with ``flips`` the mean over four flipped copies. The model runs in eval mode."""
+    (S, P, P) float32 ``slices``: the mean over the ``flips`` copies. The model runs in eval mode."""
     with evaluating(model):
         for start in range(0, slices.shape[0], batch_size):
             batch = torch.from_numpy(slices[start:start + batch_size]).unsqueeze(1).to(plan.device)
             if plan.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             total = None
-            for dims in FLIPS if flips else FLIPS[:1]:
+            for dims in flips:
                 with torch.no_grad(), plan.autocast():
                     logits = model(batch.flip(dims) if dims else batch)
                 probabilities = torch.softmax(logits.float(), dim=1)
                 probabilities = probabilities.flip(dims) if dims else probabilities
                 total = probabilities if total is None else total + probabilities
-            yield start, total / (len(FLIPS) if flips else 1)
+            yield start, total / len(flips)
 
 
 def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,
-                        flips: bool = False) -> torch.Tensor:
+                        flips: Flipped = NO_FLIPS) -> torch.Tensor:
     """(S, P, P) float32 images -> (S, C, P, P) float32 softmax probabilities on the plan's device."""
     return torch.cat([probabilities for _, probabilities in
                       batched_probabilities(model, slices, plan, batch_size, flips)])

@@ -28,19 +28,22 @@ from ..sampling import LabeledSliceBank
 from ..settings import FinetuneConfig, LrSchedule
 from .loss_guard import check_finite_losses
 from .mixup import mixup
-from .self_training import IGNORE, one_hot_targets, pseudo_label
+from .self_training import IGNORE, labeled_share_of, one_hot_targets, pseudo_label
 
 
 @dataclass
 class FinetuneResult:
     """losses: one per step; validation: (step, mean foreground Dice); best_step: step of the kept weights;
-    stopped: set when a stop request ended the run early."""
+    stopped: set when a stop request ended the run early; rounds: (round, labeled volumes' Dice before, after) of
+    each self-training round; rejected_round: the round undone because it lowered that Dice."""
 
     losses: list[float] = field(default_factory=list)
     validation: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None
     seconds: float = 0.0
     stopped: Stopped | None = None
+    rounds: list[tuple[int, float, float]] = field(default_factory=list)
+    rejected_round: int | None = None
 
 
 class TrainingStep:
@@ -74,17 +77,27 @@ class TrainingStep:
 
 
 class BatchPipeline:
-    """Sampling + augmentation + Mixup: the data side of a fine-tuning step, all on the training device."""
+    """Sampling + augmentation + Mixup: the data side of a fine-tuning step, all on the training device.
 
-    def __init__(self, bank: LabeledSliceBank, num_classes: int, config: FinetuneConfig, device: torch.device):
-        self.bank, self.num_classes, self.config = bank, num_classes, config
+    With a ``pseudo`` bank (self-training), every batch holds ``labeled_share_of(batch, config.labeled_share)``
+    labeled slices and pseudo-labeled ones for the rest, however many volumes each side has."""
+
+    def __init__(self, bank: LabeledSliceBank, num_classes: int, config: FinetuneConfig, device: torch.device,
+                 pseudo: LabeledSliceBank | None = None):
+        self.bank, self.pseudo, self.num_classes, self.config = bank, pseudo, num_classes, config
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.spatial, self.intensity = SpatialAugmentation(), IntensityAugmentation()
+        self.spatial, self.intensity = SpatialAugmentation.of(config), IntensityAugmentation.of(config)
+        self.labeled_per_batch = (config.batch_size if pseudo is None else
+                                  labeled_share_of(config.batch_size, config.labeled_share))
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 1, P, P), targets (B, C, P, P) class probabilities."""
-        images, labels = self.bank.sample(self.config.batch_size, self.generator)
+        images, labels = self.bank.sample(self.labeled_per_batch, self.generator)
+        if self.pseudo is not None and self.labeled_per_batch < self.config.batch_size:
+            more_images, more_labels = self.pseudo.sample(self.config.batch_size - self.labeled_per_batch,
+                                                          self.generator)
+            images, labels = torch.cat([images, more_images]), torch.cat([labels, more_labels])
         targets = one_hot_targets(labels, self.num_classes)
         if self.config.augment:
             images, targets = self.spatial(images, targets, self.generator)
@@ -98,9 +111,10 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
              validation: Sequence[PreparedVolume] = (), reporter: ProgressReporter | None = None,
              plan: ExecutionPlan | None = None, unlabeled: Sequence[PreparedVolume] = ()) -> FinetuneResult:
     """Train ``model`` (in place) on the labeled slices of ``train``; with ``config.self_training_rounds`` > 0,
-    each further round adds pseudo-labels of ``unlabeled`` made by the current model and trains again for
-    ``config.iterations`` steps. A stop request (``runtime.stop``) ends the run, all rounds, after the current
-    step. Returns the loss curve and validation."""
+    each further round pseudo-labels ``unlabeled`` with the current model and trains again for
+    ``config.iterations`` steps on batches mixing both (one optimiser throughout). A round that lowers the Dice on
+    the labeled volumes by more than ``ROUND_TOLERANCE`` is undone, and self-training ends there. A stop request
+    (``runtime.stop``) ends the run, all rounds, after the current step. Returns the loss curve and validation."""
     config.check()
     plan = plan or plan_execution(config.device, config.precision, config.channels_last)
     rounds = config.self_training_rounds
@@ -118,24 +132,59 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
         reporter.log(f"no validation volumes: fixed schedule of {total} iterations, keeping the last weights")
     tracker = _BestWeights()
     result, start = FinetuneResult(), time.perf_counter()
-    volumes = list(train)
+    num_classes = model.config.num_classes
+    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight,
+                           cosine_steps=total if config.lr_schedule == LrSchedule.COSINE else None)
     keep_on_stop()
-    for phase in range(rounds + 1):
+    phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn)
+    phase.run(LabeledSliceBank(train, plan.device), None, 0)
+    for round_number in range(1, rounds + 1):
         if result.stopped:
             break
-        if phase:
-            pseudo = pseudo_label(model, unlabeled, plan, config.pseudo_threshold)
-            kept = float(np.mean([(v.label != IGNORE).mean() for v in pseudo]))
-            reporter.log(f"self-training round {phase}: pseudo-labels for {len(pseudo)} volume(s), {kept:.0%} of "
-                         f"pixels above confidence {config.pseudo_threshold}")
-            volumes = list(train) + pseudo
-        _train_phase(model, volumes, config, plan, phase * config.iterations, validation, reporter, result, tracker)
+        fit = validation_dice(model, train, plan, num_classes)
+        before = _Snapshot.of(model, step_fn)
+        pseudo = pseudo_label(model, unlabeled, plan, config.pseudo_keep)
+        kept = float(np.mean([(v.label != IGNORE).mean() for v in pseudo]))
+        reporter.log(f"self-training round {round_number}: pseudo-labels for {len(pseudo)} volume(s), {kept:.0%} "
+                     f"of pixels kept (the most confident {config.pseudo_keep:.0%} of each class), "
+                     f"{phase.labeled_share:.0%} of every batch labeled")
+        phase.run(LabeledSliceBank(train, plan.device), LabeledSliceBank(pseudo, plan.device),
+                  round_number * config.iterations)
+        after = validation_dice(model, train, plan, num_classes)
+        result.rounds.append((round_number, fit, after))
+        if not result.stopped and after < fit - ROUND_TOLERANCE:
+            before.restore(model, step_fn)
+            result.rejected_round = round_number
+            reporter.log(f"self-training round {round_number} lowered the fit on the labeled volumes (Dice "
+                         f"{fit:.3f} -> {after:.3f}): kept the weights from before it and stopped self-training")
+            break
     if result.stopped:
         reporter.stopped(result.stopped.step, result.stopped.signal)
-    tracker.restore(model, result, reporter, result.stopped.step if result.stopped else total)
+    kept_step = (result.stopped.step if result.stopped else
+                 result.rejected_round * config.iterations if result.rejected_round else len(result.losses))
+    tracker.restore(model, result, reporter, kept_step)
     result.seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+ROUND_TOLERANCE = 0.005  # a round may lower the labeled volumes' Dice by this much (noise) before it is undone
+
+
+@dataclass
+class _Snapshot:
+    """Model weights and optimiser state, to undo a self-training round."""
+
+    model: dict
+    optimizer: dict
+
+    @classmethod
+    def of(cls, model: nn.Module, step_fn: TrainingStep) -> "_Snapshot":
+        return cls(copy.deepcopy(model.state_dict()), copy.deepcopy(step_fn.optimizer.state_dict()))
+
+    def restore(self, model: nn.Module, step_fn: TrainingStep) -> None:
+        model.load_state_dict(self.model)
+        step_fn.optimizer.load_state_dict(self.optimizer)
 
 
 class _BestWeights:
@@ -157,35 +206,41 @@ class _BestWeights:
         reporter.log(f"kept the weights of step {self.step} (validation Dice {self.dice:.4f})")
 
 
-def _train_phase(model: nn.Module, volumes: Sequence[PreparedVolume], config: FinetuneConfig, plan: ExecutionPlan,
-                 offset: int, validation: Sequence[PreparedVolume], reporter: ProgressReporter,
-                 result: FinetuneResult, tracker: _BestWeights) -> None:
-    """``config.iterations`` steps on ``volumes`` (its own optimiser and schedule), steps counted from ``offset``;
-    fewer when a stop is requested (then ``result.stopped`` is set)."""
-    num_classes = model.config.num_classes
-    model.train()
-    seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
-    pipeline = BatchPipeline(LabeledSliceBank(volumes, plan.device), num_classes, seeded, plan.device)
-    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight,
-                           cosine_steps=config.iterations if config.lr_schedule == LrSchedule.COSINE else None)
-    recent: list[torch.Tensor] = []
-    for step in range(offset + 1, offset + config.iterations + 1):
-        recent.append(step_fn(*pipeline.next_batch()))
-        last, stop = step == offset + config.iterations, stop_requested()
-        if len(recent) == 10 or last or stop:
-            values = torch.stack(recent).float().cpu().tolist()
-            check_finite_losses(values, step - len(values) + 1, config.learning_rate, "finetune")
-            result.losses.extend(values)
-            recent.clear()
-            reporter.update(step, loss=float(np.mean(values)))
-        if validation and (step % config.validate_every == 0 or last):
-            dice = validation_dice(model, validation, plan, num_classes)
-            result.validation.append((step, dice))
-            reporter.log(f"step {step}: validation Dice {dice:.4f}")
-            tracker.offer(model, step, dice)
-        if stop:
-            result.stopped = Stopped(step, config.total_iterations, stop)
-            return
+class _Phase:
+    """Runs ``config.iterations`` steps (fewer on a stop request, which sets ``result.stopped``) on a labeled bank,
+    plus a pseudo-labeled one in self-training rounds; one optimiser and schedule (``step_fn``) for all rounds."""
+
+    def __init__(self, model: nn.Module, config: FinetuneConfig, plan: ExecutionPlan,
+                 validation: Sequence[PreparedVolume], reporter: ProgressReporter, result: FinetuneResult,
+                 tracker: _BestWeights, step_fn: TrainingStep):
+        self.model, self.config, self.plan, self.validation = model, config, plan, validation
+        self.reporter, self.result, self.tracker, self.step_fn = reporter, result, tracker, step_fn
+        self.labeled_share = labeled_share_of(config.batch_size, config.labeled_share) / config.batch_size
+
+    def run(self, bank: LabeledSliceBank, pseudo: LabeledSliceBank | None, offset: int) -> None:
+        """Steps counted from ``offset`` + 1."""
+        config, model, num_classes = self.config, self.model, self.model.config.num_classes
+        model.train()
+        seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
+        pipeline = BatchPipeline(bank, num_classes, seeded, self.plan.device, pseudo)
+        recent: list[torch.Tensor] = []
+        for step in range(offset + 1, offset + config.iterations + 1):
+            recent.append(self.step_fn(*pipeline.next_batch()))
+            last, stop = step == offset + config.iterations, stop_requested()
+            if len(recent) == 10 or last or stop:
+                values = torch.stack(recent).float().cpu().tolist()
+                check_finite_losses(values, step - len(values) + 1, config.learning_rate, "finetune")
+                self.result.losses.extend(values)
+                recent.clear()
+                self.reporter.update(step, loss=float(np.mean(values)))
+            if self.validation and (step % config.validate_every == 0 or last):
+                dice = validation_dice(model, self.validation, self.plan, num_classes)
+                self.result.validation.append((step, dice))
+                self.reporter.log(f"step {step}: validation Dice {dice:.4f}")
+                self.tracker.offer(model, step, dice)
+            if stop:
+                self.result.stopped = Stopped(step, config.total_iterations, stop)
+                return
 
 
 def validation_dice(model: nn.Module, volumes: Sequence[PreparedVolume], plan: ExecutionPlan,

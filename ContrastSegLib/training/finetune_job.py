@@ -141,7 +141,11 @@ def run_finetune(
                  "validation_cases": [c.id for c in validation_cases],
                  "split": _data_source(split, out) if split else None},
         "result": {"best_step": result.best_step, "final_loss": float(np.mean(result.losses[-10:])),
-                   "validation": result.validation, "seconds": round(result.seconds, 2)},
+                   "validation": result.validation, "seconds": round(result.seconds, 2),
+                   "self_training_rounds": [{"round": r, "labeled_dice_before": round(before, 4),
+                                             "labeled_dice_after": round(after, 4)}
+                                            for r, before, after in result.rounds],
+                   "rejected_round": result.rejected_round},
         "lineage": lineage_after(init_checkpoint, init),
         "step": result.stopped.step if result.stopped else config.iterations,
     }

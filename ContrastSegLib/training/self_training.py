@@ -1,7 +1,8 @@
-"""Self-training: the current model labels the unlabeled slices; confident pixels become extra training targets.
+"""Self-training: the current model labels the unlabeled slices; its most confident pixels of each class become
+extra training targets, in batches that keep a fixed share of labeled slices.
 
-Pseudo-label maps hold the class index where the model's probability reaches the threshold and ``IGNORE`` (255)
-elsewhere. Ignored pixels get an all-zero target vector, which augmentation keeps (only pixels from outside the
+Pseudo-label maps hold the class index where the model's confidence reaches its class's threshold and ``IGNORE``
+(255) elsewhere. Ignored pixels get an all-zero target vector, which augmentation keeps (only pixels from outside the
 image become background) and the loss leaves out (its pixel weights are the target sums).
 """
 
@@ -19,18 +20,49 @@ from ..preprocess import PreparedVolume
 from ..runtime.precision import ExecutionPlan
 
 IGNORE = 255
+QUANTILE_SAMPLE = 1 << 22  # torch.quantile takes at most 2^24 values; a class's quantile is taken on a sample
 
 
 def pseudo_label(model: nn.Module, volumes: Sequence[PreparedVolume], plan: ExecutionPlan,
-                 threshold: float) -> list[PreparedVolume]:
-    """The volumes with (S, P, P) uint8 pseudo-labels: argmax class where its probability ≥ ``threshold``, else
-    ``IGNORE``."""
-    labelled = []
+                 keep: float) -> list[PreparedVolume]:
+    """The volumes with (S, P, P) uint8 pseudo-labels: the argmax class where the model is among its most
+    confident ``keep`` share for that class, else ``IGNORE``.
+
+    The threshold is relative to the model's own confidence, per class: for class c, the (1 − keep) quantile of
+    the confidence over all pixels of all ``volumes`` predicted as c (``keep`` 1: the argmax everywhere, as
+    Chaitanya et al. 2020). A fixed absolute threshold would keep almost nothing of a structure the model is
+    still unsure of, and almost everything of the background."""
+    predictions = []
     for volume in volumes:
         confidence, classes = slice_probabilities(model, volume.image, plan).max(1)
-        labels = torch.where(confidence >= threshold, classes, torch.full_like(classes, IGNORE))
-        labelled.append(replace(volume, label=labels.to(torch.uint8).cpu().numpy()))
+        predictions.append((confidence.cpu(), classes.cpu()))
+    thresholds = class_thresholds(predictions, keep)
+    labelled = []
+    for volume, (confidence, classes) in zip(volumes, predictions):
+        kept = confidence >= thresholds[classes.long()]
+        labels = torch.where(kept, classes, torch.full_like(classes, IGNORE))
+        labelled.append(replace(volume, label=labels.to(torch.uint8).numpy()))
     return labelled
+
+
+def class_thresholds(predictions: Sequence[tuple[torch.Tensor, torch.Tensor]], keep: float) -> torch.Tensor:
+    """(confidence, argmax class) pairs of equal shapes -> (C,) the (1 − keep) confidence quantile of each class
+    over its pixels (classes never predicted: 0)."""
+    confidence = torch.cat([c.flatten() for c, _ in predictions]).float()
+    classes = torch.cat([k.flatten() for _, k in predictions]).long()
+    thresholds = torch.zeros(int(classes.max()) + 1)
+    for c in classes.unique().tolist():
+        values = confidence[classes == c]
+        if keep < 1:
+            thresholds[c] = torch.quantile(values[torch.randperm(len(values), generator=torch.Generator()
+                                                                .manual_seed(0))[:QUANTILE_SAMPLE]], 1 - keep)
+    return thresholds
+
+
+def labeled_share_of(batch_size: int, share: float) -> int:
+    """Slices of a self-training batch drawn from the labeled volumes: ``share`` of it, at least one, and at least
+    one left for the pseudo-labeled ones (a batch of 1 stays labeled)."""
+    return batch_size if batch_size == 1 else min(batch_size - 1, max(1, round(share * batch_size)))
 
 
 def one_hot_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .runtime.budget import format_duration, parse_duration  # standard library only, like this module
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -60,6 +62,13 @@ def _number_pair(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 10m, 90s or 1.5h; got {text!r}") from None
+
+
 def one_of(choice: Any) -> Rule:
     """One of the values of a ``settings.Choice`` enum."""
     return Rule(lambda v: v in choice.values(), f"choose one of {', '.join(choice.values())}",
@@ -77,6 +86,8 @@ PERCENTILES = Rule(lambda v: len(v) == 2 and all(map(_number, v)) and 0 <= v[0] 
                    "needs 0 ≤ LO < HI ≤ 100", _number_pair, lambda v: f"{v[0]},{v[1]}")
 FACTORS = Rule(lambda v: len(v) == 2 and all(map(_finite, v)) and 0 < v[0] <= v[1] <= 10,
                 "needs 0 < LO ≤ HI ≤ 10", _number_pair, lambda v: f"{v[0]:g},{v[1]:g}")
+DURATION = Rule(lambda v: v is None or _finite(v) and 1 <= v <= 7 * 86400,
+                "must be a duration between 1s and 7 days, e.g. 10m, 90s or 1.5h", _duration, format_duration)
 SEED = whole_between(0, 2 ** 63 - 1)  # what torch.manual_seed and numpy's generators accept
 LEARNING_RATE = finite_between(0, 1)
 SHAPE_PARAMETER = finite_between(1e-3, 100, low_open=False)  # a temperature, a Beta distribution's α

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable, Sequence, TypeVar
 
 from .errors import ContrastSegError
-from .option_rules import (BATCH, FACTORS, FRACTION, LEARNING_RATE, PERCENTILES, POSITIVE_WHOLE, SEED,
+from .option_rules import (BATCH, DURATION, FACTORS, FRACTION, LEARNING_RATE, PERCENTILES, POSITIVE_WHOLE, SEED,
                            SHAPE_PARAMETER, SIDE, SLICE_AXIS, SPACING, SWITCH, TEXT, Rule, checked_parse, finite_between, one_of, option,
                            problem, text_of, whole_between)
 
@@ -38,7 +38,7 @@ class Choice(str, enum.Enum):
 
 
 class Stage(Choice):
-    GLOBAL, LOCAL, SUPERVISED_LOCAL = "global", "local", "supervised-local"
+    GLOBAL, LOCAL, SUPERVISED_LOCAL, MASKED = "global", "local", "supervised-local", "masked"
 
 
 class GlobalStrategy(Choice):
@@ -64,6 +64,12 @@ class Flips(Choice):
     NONE, HORIZONTAL, VERTICAL, BOTH = "none", "horizontal", "vertical", "both"
 
 
+class MaskedStrategy(Choice):
+    """Masked-image modelling: square patches of each slice are hidden and reconstructed."""
+
+    PATCHES = "patches"
+
+
 class LrSchedule(Choice):
     COSINE, CONSTANT = "cosine", "constant"
 
@@ -83,9 +89,11 @@ class Device(Choice):
 
 
 STRATEGIES: dict[str, tuple[str, ...]] = {Stage.GLOBAL: GlobalStrategy.values(), Stage.LOCAL: LocalStrategy.values(),
-                                          Stage.SUPERVISED_LOCAL: SupervisedLocalMode.values()}
+                                          Stage.SUPERVISED_LOCAL: SupervisedLocalMode.values(),
+                                          Stage.MASKED: MaskedStrategy.values()}
 DEFAULT_STRATEGY: dict[str, str] = {Stage.GLOBAL: GlobalStrategy.GD.value, Stage.LOCAL: LocalStrategy.LR.value,
-                                    Stage.SUPERVISED_LOCAL: SupervisedLocalMode.STRIDE.value}  # the papers' choices
+                                    Stage.SUPERVISED_LOCAL: SupervisedLocalMode.STRIDE.value,
+                                    Stage.MASKED: MaskedStrategy.PATCHES.value}  # the papers' choices
 DOMAIN_STRATEGIES = (GlobalStrategy.GD_MINUS, GlobalStrategy.GD, LocalStrategy.LD)
 DEFAULT_CHANNELS = (16, 32, 64, 128, 128, 128)  # the paper's encoder widths
 MAX_BLOCKS, MAX_WIDTH = 8, 1024  # bounds of --channels: encoder blocks, and the width of each
@@ -192,7 +200,21 @@ class ReadConfig(Config):
 
 
 @dataclass(frozen=True)
-class FinetuneConfig(ExecutionConfig):
+class ScheduleConfig(Config):
+    """How long a training run may take (see ``runtime.budget``): a time budget that sets the steps from the
+    measured step time, and a stop at a plateau of the training loss; both end a run before ``iterations``."""
+
+    time_budget: float | None = option(None, "--time-budget", DURATION,
+                                       "wall-clock time for the training steps, e.g. 10m: the number of steps is "
+                                       "set from the pace of the first ones (at most --iterations)",
+                                       shown="none: --iterations steps", metavar="DURATION")
+    plateau_stop: bool = option(False, "--plateau-stop", SWITCH,
+                                "stop when the training loss has stopped falling (3 windows of a twentieth of "
+                                "the run, each without a 1 % drop below the best before)")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(ExecutionConfig, ScheduleConfig):
     """Settings of one fine-tuning run; stored in the checkpoint.
 
     lr_schedule: "constant" (the paper's) is the default: under "cosine", which anneals the rate to 0 over the run,
@@ -245,14 +267,15 @@ class FinetuneConfig(ExecutionConfig):
 
 
 @dataclass(frozen=True)
-class PretrainConfig(ExecutionConfig):
+class PretrainConfig(ExecutionConfig, ScheduleConfig):
     """Settings of one pre-training stage; stored in its checkpoint. A batch holds volumes_per_batch × partitions
     slices (for G^R, L^R and the supervised-local stage the same number of slices drawn at random); stride and
     block_size belong to the supervised-local modes "stride" and "block". strategy None: the stage's default."""
 
     stage: str = option(Stage.GLOBAL.value, "--stage", one_of(Stage),
                         "global: encoder + g1; local: the first decoder blocks + g2 on the frozen encoder of --init; "
-                        "supervised-local: encoder + decoder on the labels of --labeled")
+                        "supervised-local: encoder + decoder on the labels of --labeled; masked: encoder + decoder "
+                        "reconstruct hidden patches of the unlabeled slices")
     strategy: str | None = option(None, ("--strategy", "--mode"), TEXT,
                                   "global: GR | GD- | GD; local: LR | LD; supervised-local (--mode): stride (every "
                                   "s-th pixel), block (b × b blocks), exact (all pixels, chunked), dense (all at once; "
@@ -269,6 +292,8 @@ class PretrainConfig(ExecutionConfig):
     region_size: int = option(3, "--region-size", SIDE, "K: local regions of K × K features")
     stride: int = option(4, "--stride", SIDE, "supervised-local --mode stride: keep every s-th pixel")
     block_size: int = option(16, "--block-size", SIDE, "supervised-local --mode block: block side b")
+    mask_patch: int = option(16, "--mask-patch", SIDE, "masked stage: side of the hidden square patches, pixels")
+    mask_ratio: float = option(0.6, "--mask-ratio", FRACTION, "masked stage: share of the patches hidden")
     seed: int = option(0, "--seed", SEED, "seed of initialisation, sampling and views")
     checkpoint_every: int = option(500, "--checkpoint-every", POSITIVE_WHOLE,
                                    "steps between saves of the resume file")
@@ -299,6 +324,10 @@ class PretrainConfig(ExecutionConfig):
                 raise ContrastSegError(f"--region-size {self.region_size}: the local feature map after "
                                        f"{self.decoder_blocks} decoder block(s) of a {crop_size}² crop is {side}² "
                                        f"pixels; choose 1..{side}")
+        if self.stage == Stage.MASKED and (self.mask_patch > crop_size // 2 or crop_size % self.mask_patch):
+            raise ContrastSegError(f"--mask-patch {self.mask_patch}: slices are {crop_size}² pixels (--crop-size); "
+                                   f"choose a divisor of {crop_size} up to {crop_size // 2}, e.g. "
+                                   f"{max(1, crop_size // 8)}")
         if self.stage == Stage.SUPERVISED_LOCAL:
             largest = {"--stride": crop_size - 1, "--block-size": crop_size}  # a stride must keep 2 pixels a side
             for flag, value in (("--stride", self.stride), ("--block-size", self.block_size)):

@@ -23,7 +23,7 @@ from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, FinetuneConfig, Prepr
                         config_from_args)
 from ..training.finetune import FinetuneResult
 from ..training.finetune_job import run_finetune
-from ..training.methods import SUPERVISED_LOCAL, Method
+from ..training.methods import MASKED, SUPERVISED_LOCAL, Method
 from ..training.pretrain_job import run_pretrain
 
 
@@ -68,10 +68,11 @@ class PretrainStep:
 
 
 def pretraining_steps(method: Method) -> list[PretrainStep]:
-    """The stages of ``method`` in order: "GD+SLC" -> [global GD (chain "GD"), supervised-local (chain "GD+SLC")]."""
+    """The stages of ``method`` in order: "GD+SLC" -> [global GD (chain "GD"), supervised-local (chain "GD+SLC")];
+    "MIM+LR" -> [masked (chain "MIM"), local LR (chain "MIM+LR")]."""
     steps, chain = [], ""
     for stage, strategy in method.pretraining:
-        name = SUPERVISED_LOCAL[1] if stage == Stage.SUPERVISED_LOCAL else strategy
+        name = {Stage.SUPERVISED_LOCAL: SUPERVISED_LOCAL[1], Stage.MASKED: MASKED}.get(stage, strategy)
         chain = f"{chain}+{name}" if chain else name
         steps.append(PretrainStep(stage, strategy, chain))
     return steps

@@ -1,4 +1,5 @@
-"""``contrastseg pretrain``: one contrastive pre-training stage on unlabeled volumes (resumable)."""
+"""``contrastseg pretrain``: one pre-training stage (contrastive or masked-image) on unlabeled volumes
+(resumable)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,22 @@ from .common import (add_channels_option, add_execution_options, add_overwrite_o
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "pretrain", help="contrastive pre-training on unlabeled volumes (global G^R/G^D-/G^D, local L^R/L^D)",
-        description="Pre-train the encoder (--stage global, head g1) or the first decoder blocks on a frozen "
-                    "encoder (--stage local, head g2, needs --init global.pt). Progress is saved regularly; "
+        "pretrain", help="pre-training on unlabeled volumes (contrastive: global G^R/G^D-/G^D, local L^R/L^D; "
+                         "masked-image modelling)",
+        description="Pre-train the encoder (--stage global, head g1), the first decoder blocks on a frozen "
+                    "encoder (--stage local, head g2, needs --init global.pt), encoder + decoder on the labels "
+                    "(--stage supervised-local) or encoder + decoder by reconstructing hidden patches (--stage "
+                    "masked, head gm; alone or before --stage global/local). Progress is saved regularly; "
                     "running the same command again after an interruption resumes it. SIGINT or SIGTERM stops "
                     "the stage after the current step and writes the weights reached.")
     parser.add_argument("--unlabeled", nargs="+", default=[],
-                        help="dataset folder(s) or manifest(s) for the global and local stages; labels are ignored")
+                        help="dataset folder(s) or manifest(s) for the global, local and masked stages; labels are "
+                             "ignored")
     parser.add_argument("--labeled", help="labeled volumes for --stage supervised-local (Hu et al. 2021)")
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     parser.add_argument("--init", help="checkpoint of the previous stage (required for --stage local)")
     parser.add_argument("--split", help="split file: only its training cases are used (never validation/test)")
-    stage = parser.add_argument_group("contrastive settings")
+    stage = parser.add_argument_group("stage settings")
     add_options(stage, PretrainConfig, exclude=[ExecutionConfig])
     add_channels_option(stage, "; taken from --init when given")
     add_preprocessing_options(parser)

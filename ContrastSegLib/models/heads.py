@@ -3,6 +3,7 @@
 g1 (global stage): encoder output (B, C, h, w) -> flatten -> dense -> ReLU -> dense -> (B, 128).
 g2 (local stage): decoder features (B, C, H, W) -> 1×1 conv -> ReLU -> 1×1 conv -> (B, C, H, W).
 gs (supervised-local stage): top decoder features (B, C, H, W) -> 1×1 conv -> (B, C, H, W).
+gm (masked stage): top decoder features (B, C, H, W) -> 1×1 conv -> (B, 1, H, W), the reconstructed slice.
 Both are dropped before fine-tuning (the fine-tuning model has no heads, so their weights are never loaded).
 """
 
@@ -24,6 +25,11 @@ def pixel_head(model: UNet2D) -> nn.Conv2d:
     """The supervised-local stage's 1×1 head on the top decoder block (Hu et al. 2021): (B, C, H, W) -> same."""
     width = model.config.decoder_channels[-1]
     return nn.Conv2d(width, width, 1)
+
+
+def reconstruction_head(model: UNet2D) -> nn.Conv2d:
+    """gm, the masked stage's 1×1 head on the top decoder block: (B, C, H, W) -> (B, 1, H, W) intensities."""
+    return nn.Conv2d(model.config.decoder_channels[-1], 1, 1)
 
 
 def local_head(model: UNet2D, decoder_blocks: int) -> nn.Sequential:

@@ -8,6 +8,7 @@ Seeded: the same seed, data and device give the same weights on the CPU.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -22,6 +23,7 @@ from ..inference.slices import foreground_dice, slice_probabilities
 from ..losses import DiceCrossEntropyLoss
 from ..preprocess import PreparedVolume
 from ..runtime.precision import ExecutionPlan, plan_execution
+from ..runtime.budget import PlateauRule, StepSchedule
 from ..runtime.progress import ProgressReporter
 from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import LabeledSliceBank
@@ -35,7 +37,8 @@ from .self_training import IGNORE, labeled_share_of, one_hot_targets, pseudo_lab
 class FinetuneResult:
     """losses: one per step; validation: (step, mean foreground Dice); best_step: step of the kept weights;
     stopped: set when a stop request ended the run early; rounds: (round, labeled volumes' Dice before, after) of
-    each self-training round; rejected_round: the round undone because it lowered that Dice."""
+    each self-training round; rejected_round: the round undone because it lowered that Dice; ended_early: why
+    fewer steps than the iterations ran (time budget, plateau), or empty."""
 
     losses: list[float] = field(default_factory=list)
     validation: list[tuple[int, float]] = field(default_factory=list)
@@ -44,6 +47,7 @@ class FinetuneResult:
     stopped: Stopped | None = None
     rounds: list[tuple[int, float, float]] = field(default_factory=list)
     rejected_round: int | None = None
+    ended_early: str = ""
 
 
 class TrainingStep:
@@ -56,9 +60,13 @@ class TrainingStep:
         self.loss_fn = DiceCrossEntropyLoss(ce_weight=ce_weight)
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=learning_rate)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cosine_steps)
+        self.cosine_steps = cosine_steps  # may be shortened when a time budget sets the run's length
+        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._cosine_factor)
                           if cosine_steps else None)
         self.scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.scale_gradients)
+
+    def _cosine_factor(self, step: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(step, self.cosine_steps) / self.cosine_steps))
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """images (B, 1, P, P), targets (B, C, P, P) probabilities -> the loss before the update (detached)."""
@@ -138,6 +146,8 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
     keep_on_stop()
     phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn)
     phase.run(LabeledSliceBank(train, plan.device), None, 0)
+    if step_fn.cosine_steps:
+        step_fn.cosine_steps = phase.total
     for round_number in range(1, rounds + 1):
         if result.stopped:
             break
@@ -149,7 +159,7 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
                      f"of pixels kept (the most confident {config.pseudo_keep:.0%} of each class), "
                      f"{phase.labeled_share:.0%} of every batch labeled")
         phase.run(LabeledSliceBank(train, plan.device), LabeledSliceBank(pseudo, plan.device),
-                  round_number * config.iterations)
+                  round_number * phase.iterations)
         after = validation_dice(model, train, plan, num_classes)
         result.rounds.append((round_number, fit, after))
         if not result.stopped and after < fit - ROUND_TOLERANCE:
@@ -161,7 +171,7 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
     if result.stopped:
         reporter.stopped(result.stopped.step, result.stopped.signal)
     kept_step = (result.stopped.step if result.stopped else
-                 result.rejected_round * config.iterations if result.rejected_round else len(result.losses))
+                 len(result.losses) - phase.last_round_steps if result.rejected_round else len(result.losses))
     tracker.restore(model, result, reporter, kept_step)
     result.seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
@@ -217,30 +227,64 @@ class _Phase:
         self.reporter, self.result, self.tracker, self.step_fn = reporter, result, tracker, step_fn
         self.labeled_share = labeled_share_of(config.batch_size, config.labeled_share) / config.batch_size
 
+        self.iterations = config.iterations  # per round; a time budget sets it in the first round
+        self.last_round_steps = 0
+
+    @property
+    def total(self) -> int:
+        return self.iterations * (1 + self.config.self_training_rounds)
+
     def run(self, bank: LabeledSliceBank, pseudo: LabeledSliceBank | None, offset: int) -> None:
-        """Steps counted from ``offset`` + 1."""
+        """One round, its steps counted from ``offset`` + 1."""
         config, model, num_classes = self.config, self.model, self.model.config.num_classes
         model.train()
         seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
         pipeline = BatchPipeline(bank, num_classes, seeded, self.plan.device, pseudo)
+        schedule = self._schedule(offset)
         recent: list[torch.Tensor] = []
-        for step in range(offset + 1, offset + config.iterations + 1):
+        first, step = len(self.result.losses), offset
+        going = True
+        while going:
+            step += 1
             recent.append(self.step_fn(*pipeline.next_batch()))
-            last, stop = step == offset + config.iterations, stop_requested()
-            if len(recent) == 10 or last or stop:
-                values = torch.stack(recent).float().cpu().tolist()
-                check_finite_losses(values, step - len(values) + 1, config.learning_rate, "finetune")
-                self.result.losses.extend(values)
-                recent.clear()
-                self.reporter.update(step, loss=float(np.mean(values)))
-            if self.validation and (step % config.validate_every == 0 or last):
+            stop = stop_requested()
+            if schedule.plateau is not None or schedule.budget_s is not None:
+                self._flush(recent, step)  # the rules need the curve and the pace of every step
+            going = schedule.on_step(step, self.result.losses[first:]) and not stop
+            if len(recent) == 10 or not going:
+                self._flush(recent, step)
+            if self.validation and (step % config.validate_every == 0 or not going):
                 dice = validation_dice(model, self.validation, self.plan, num_classes)
                 self.result.validation.append((step, dice))
                 self.reporter.log(f"step {step}: validation Dice {dice:.4f}")
                 self.tracker.offer(model, step, dice)
-            if stop:
-                self.result.stopped = Stopped(step, config.total_iterations, stop)
-                return
+        self.last_round_steps = step - offset
+        if offset == 0:
+            self.iterations = schedule.iterations
+        if schedule.reason and not stop:
+            self.result.ended_early = schedule.reason
+            self.reporter.log(f"{step - offset} steps instead of {config.iterations}: {schedule.reason}")
+        if stop:
+            self.result.stopped = Stopped(step, self.total, stop)
+
+    def _schedule(self, offset: int) -> StepSchedule:
+        """The first round may be shortened by the time budget (later rounds take as many steps), any round by
+        the plateau rule."""
+        config = self.config
+        budget = None
+        if offset == 0 and config.time_budget is not None:
+            budget = config.time_budget / (1 + config.self_training_rounds)
+        plateau = PlateauRule.for_iterations(config.iterations) if config.plateau_stop else None
+        return StepSchedule(offset + self.iterations, budget, plateau, first_step=offset, planned=offset > 0).start()
+
+    def _flush(self, recent: list[torch.Tensor], step: int) -> None:
+        if not recent:
+            return
+        values = torch.stack(recent).float().cpu().tolist()
+        check_finite_losses(values, step - len(values) + 1, self.config.learning_rate, "finetune")
+        self.result.losses.extend(values)
+        recent.clear()
+        self.reporter.update(step, loss=float(np.mean(values)))
 
 
 def validation_dice(model: nn.Module, volumes: Sequence[PreparedVolume], plan: ExecutionPlan,

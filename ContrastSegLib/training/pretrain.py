@@ -1,9 +1,11 @@
-"""Contrastive pre-training stages of Chaitanya et al. 2020 on unlabeled slices.
+"""Pre-training stages: the contrastive ones of Chaitanya et al. 2020 and Hu et al. 2021, and masked-image
+modelling, on unlabeled slices (the supervised-local stage on labeled ones).
 
 global: encoder + g1, views x̂, x̃ by crop-and-resize + brightness/contrast; G^R contrasts x̂, x̃ of each slice,
         G^D- and G^D contrast x, x̂, x̃ with the (volume, partition) domain cue.
 local:  encoder frozen (weights and BatchNorm statistics), the first ``decoder_blocks`` decoder blocks + g2 trained on
         two intensity-only views with L^R or L^D.
+masked: encoder + decoder + gm reconstruct slices whose random patches were hidden (loss on the hidden pixels).
 The loop is resumable: ``on_checkpoint`` receives everything needed to continue bit-identically (model, optimiser,
 generator state, step), and ``resume`` puts it back.
 """
@@ -20,8 +22,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..augment import GlobalViews, IntensityAugmentation, IntensityViews, SpatialAugmentation
-from ..losses import global_contrastive_loss, local_contrastive_loss, supervised_local_contrastive_loss
-from ..models import UNet2D, global_head, local_head, pixel_head, set_trainable
+from ..losses import (global_contrastive_loss, local_contrastive_loss, masked_image_loss, patch_mask,
+                      supervised_local_contrastive_loss)
+from ..models import UNet2D, global_head, local_head, pixel_head, reconstruction_head, set_trainable
+from ..runtime.budget import PlateauRule, StepSchedule
 from ..runtime.precision import ExecutionPlan
 from ..runtime.progress import ProgressReporter
 from ..runtime.stop import Stopped, keep_on_stop, stop_requested
@@ -33,8 +37,9 @@ from .loss_guard import check_finite_losses
 
 @dataclass
 class PretrainState:
-    """What a resumed run needs: the finished step, the optimiser, the fp16 gradient scaler and the sampling
-    generator's state; ``stopped`` is set when a stop request ended the run early."""
+    """What a resumed run needs: the finished step, the optimiser, the fp16 gradient scaler, the sampling
+    generator's state and the steps a time budget planned; ``stopped`` is set when a stop request ended the run
+    early, ``ended_early`` says why a budget or plateau ended it before the iterations."""
 
     step: int = 0
     optimizer: dict | None = None
@@ -42,6 +47,13 @@ class PretrainState:
     generator: torch.Tensor | None = None
     losses: list[float] = field(default_factory=list)
     stopped: Stopped | None = None
+    planned: int | None = None
+    ended_early: str = ""
+
+
+def _agreed(going: bool, context: DistributedContext, device: torch.device) -> bool:
+    """Every rank goes on only while all do (each measures its own pace under a time budget)."""
+    return not any_rank(not going, context, device)
 
 
 def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[nn.Parameter]:
@@ -53,6 +65,9 @@ def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[
     elif config.stage == Stage.SUPERVISED_LOCAL:
         model.heads["gs"] = pixel_head(model)
         parts = [model.encoder, model.decoder, model.heads["gs"]]
+    elif config.stage == Stage.MASKED:
+        model.heads["gm"] = reconstruction_head(model)
+        parts = [model.encoder, model.decoder, model.heads["gm"]]
     else:
         model.heads["g2"] = local_head(model, config.decoder_blocks)
         parts = [model.decoder[: config.decoder_blocks], model.heads["g2"]]
@@ -65,7 +80,8 @@ def attach_heads(model: UNet2D, config: PretrainConfig, crop_size: int) -> list[
 class StageNetwork(nn.Module):
     """What a stage trains, as one module (so DDP can wrap it): images (B, 1, P, P) -> global embeddings (B, 128)
     through encoder + g1; local feature maps (B, C, h, w) through the frozen encoder, the first l decoder blocks and
-    g2; or per-pixel features (B, C, P, P) through encoder, whole decoder and the 1×1 head (supervised-local)."""
+    g2; or per-pixel features (B, C, P, P) through encoder, whole decoder and the 1×1 head (supervised-local; masked:
+    (B, 1, P, P) reconstructed intensities)."""
 
     def __init__(self, model: UNet2D, config: PretrainConfig):
         super().__init__()
@@ -74,8 +90,9 @@ class StageNetwork(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.stage == Stage.GLOBAL:
             return self.model.heads["g1"](self.model.encode(images)[-1])
-        if self.stage == Stage.SUPERVISED_LOCAL:
-            return self.model.heads["gs"](self.model.decode(self.model.encode(images)))
+        if self.stage in (Stage.SUPERVISED_LOCAL, Stage.MASKED):
+            head = self.model.heads["gs" if self.stage == Stage.SUPERVISED_LOCAL else "gm"]
+            return head(self.model.decode(self.model.encode(images)))
         with torch.no_grad():
             features = self.model.encode(images)
         return self.model.heads["g2"](self.model.decode(features, self.decoder_blocks))
@@ -95,13 +112,16 @@ class ContrastiveObjective:
         if self.config.stage == Stage.SUPERVISED_LOCAL:
             return bank.sample(self.config.volumes_per_batch * self.config.partitions, generator)
         if self.config.uses_domain:
-            return bank.sample(self.config.volumes_per_batch, generator)
+            return bank.sample(self.config.volumes_per_batch, generator)  # m volumes × S partitions
         return bank.sample_slices(self.config.volumes_per_batch * self.config.partitions, generator)
 
     def loss(self, batch, generator: torch.Generator) -> torch.Tensor:
         """The loss of the whole global batch (identical on every rank)."""
         if self.config.stage == Stage.SUPERVISED_LOCAL:
             return self._supervised_local_loss(*batch, generator)
+        if self.config.stage == Stage.MASKED:
+            mask = patch_mask(batch.images.shape, self.config.mask_patch, self.config.mask_ratio, generator)
+            return masked_image_loss(self.embed(batch.images * (1 - mask)), batch.images, mask)
         if self.config.stage == Stage.GLOBAL:
             first, second = self.global_views(batch.images, generator)
             views = [first, second] if self.config.strategy == GlobalStrategy.GR else [batch.images, first, second]
@@ -173,7 +193,12 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
                      slices=bank.num_slices, volumes=bank.num_volumes)
     start = time.perf_counter()
     keep_on_stop()
-    for step in range(state.step + 1, config.iterations + 1):
+    schedule = StepSchedule(state.planned or config.iterations, config.time_budget,
+                            PlateauRule.for_iterations(config.iterations) if config.plateau_stop else None,
+                            first_step=state.step, planned=state.planned is not None).start()
+    step, going = state.step, state.step < (state.planned or config.iterations)
+    while going:
+        step += 1
         loss = objective.loss(objective.draw(bank, generator), generator)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss * context.world_size).backward()  # DDP averages: × world size restores the global gradient
@@ -187,10 +212,16 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
             state.stopped = Stopped(step, config.iterations, stop_requested() or "SIGTERM")
             reporter.stopped(step, state.stopped.signal)
             break
-        if on_checkpoint is not None and context.is_main and (step % config.checkpoint_every == 0 or step == config.iterations):
+        going = _agreed(schedule.on_step(step, state.losses), context, plan.device)
+        if schedule.planned:
+            state.planned = schedule.iterations
+        if on_checkpoint is not None and context.is_main and (step % config.checkpoint_every == 0 or not going):
             state.optimizer, state.generator = optimizer.state_dict(), generator.get_state()
             state.scaler = scaler.state_dict()
             on_checkpoint(state)
+    if schedule.reason:
+        state.ended_early = schedule.reason
+        reporter.log(f"{step - first_step} steps instead of {config.iterations - first_step}: {schedule.reason}")
     reporter.log(f"{config.stage} stage ({config.strategy}): {state.step - first_step} steps in "
                  f"{time.perf_counter() - start:.0f} s")
     model.to(memory_format=torch.contiguous_format)

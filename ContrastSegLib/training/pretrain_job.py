@@ -46,7 +46,18 @@ def pretraining_parts(config: PretrainConfig) -> tuple[str, ...]:
         return ("encoder.", "heads.g1.")
     if config.stage == Stage.SUPERVISED_LOCAL:
         return ("encoder.", "decoder.", "heads.gs.")
+    if config.stage == Stage.MASKED:
+        return ("encoder.", "decoder.", "heads.gm.")
     return ("encoder.",) + tuple(f"decoder.{i}." for i in range(config.decoder_blocks)) + ("heads.g2.",)
+
+
+def written_parts(config: PretrainConfig, init: Checkpoint | None) -> tuple[str, ...]:
+    """What the stage's checkpoint holds: the parts it trains, and the network parts (not heads) an earlier stage
+    passed on and this one left as they were — a masked stage's decoder survives a local stage after it."""
+    inherited = [p for p in (init.metadata.get("parts") or []) if isinstance(p, str) and not p.startswith("heads.")
+                 ] if init is not None else []
+    own = pretraining_parts(config)
+    return tuple(dict.fromkeys(own + tuple(inherited)))
 
 
 def run_pretrain(
@@ -71,9 +82,9 @@ def run_pretrain(
     out = check_output_path(out, overwrite, kind="file")
     resume_path = out.with_name(f".{out.name}.resume")
     init_checkpoint = load_checkpoint(init) if init else None
-    if config.stage != Stage.GLOBAL and init_checkpoint is None:
-        raise ContrastSegError(f"--stage {config.stage} starts from the global stage's encoder; pass --init "
-                               "global.pt (the output of --stage global)")
+    if config.stage not in (Stage.GLOBAL, Stage.MASKED) and init_checkpoint is None:
+        raise ContrastSegError(f"--stage {config.stage} starts from an earlier stage's encoder; pass --init "
+                               "global.pt (the output of --stage global or --stage masked)")
     if config.stage == Stage.SUPERVISED_LOCAL and labeled is None:
         raise ContrastSegError("--stage supervised-local learns from labeled volumes; pass --labeled DIR")
     if init_checkpoint is not None:
@@ -110,7 +121,7 @@ def run_pretrain(
         "data": {"sources": [str(Path(s).resolve()) for s in ([labeled] if labels else unlabeled)],
                  "cases": [c.id for c in cases],
                  "split": str(Path(split).resolve()) if split else None},
-        "lineage": lineage_after(init_checkpoint, init), "parts": list(pretraining_parts(config)),
+        "lineage": lineage_after(init_checkpoint, init), "parts": list(written_parts(config, init_checkpoint)),
     }
     if labels is not None:
         metadata["labels"] = labels.to_json()
@@ -120,17 +131,19 @@ def run_pretrain(
         extra = {"generator": progress.generator, "losses": torch.tensor(progress.losses, dtype=torch.float64)}
         marker = {"format": RESUME_FORMAT, "fingerprint": run_fingerprint(metadata)}
         save_checkpoint(Checkpoint(model.state_dict(), {**metadata, "step": progress.step, "scaler": progress.scaler,
-                                                        "resume": marker}, progress.optimizer, extra),
+                                                        "planned_iterations": progress.planned, "resume": marker},
+                                   progress.optimizer, extra),
                         resume_path, overwrite=True)
         reporter.checkpoint(str(resume_path), progress.step)
 
     state = pretrain(model, bank, config, plan, trainable, state, reporter, save_progress, context)
     if not context.is_main:
         return out, state
-    parts = pretraining_parts(config)
+    parts = tuple(metadata["parts"])
     weights = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
     final = {**metadata, "step": state.step, "result": {"first_loss": state.losses[0] if state.losses else None,
-                                                        "final_loss": float(np.mean(state.losses[-10:]))}}
+                                                        "final_loss": float(np.mean(state.losses[-10:])),
+                                                        "ended_early": state.ended_early or None}}
     if state.stopped:
         final["stopped"] = state.stopped.to_json()
     save_checkpoint(Checkpoint(weights, final), out, overwrite=overwrite)
@@ -200,8 +213,12 @@ def _resume_state(path: Path, out: Path, metadata: dict, model: UNet2D, config: 
         raise ContrastSegError(f"{path}: left by a finished run ({out} was written from it); {fix}")
     try:
         model.load_state_dict(saved.model)
+        planned = saved.metadata.get("planned_iterations")
+        if planned is not None and not (type(planned) is int and step <= planned <= config.iterations):
+            raise TypeError("planned_iterations")
         state = PretrainState(step=step, optimizer=dict(saved.optimizer), scaler=saved.metadata.get("scaler"),
-                              generator=saved.extra["generator"], losses=saved.extra["losses"].tolist())
+                              generator=saved.extra["generator"], losses=saved.extra["losses"].tolist(),
+                              planned=planned)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
         raise ContrastSegError(f"{path}: the resume file is damaged ({type(error).__name__}); {fix}") from None
     reporter.log(f"resuming from step {step} ({path})")

@@ -205,6 +205,9 @@ def test_killed_run_resumes_with_only_the_missing_cells(tmp_path, monkeypatch):
     (["--dataset", "phantom", "--labeled", "0"], ["--labeled 0"]),
     (["--dataset", "phantom", "--seeds", "0"], ["--seeds 0"]),
     (["--dataset", "phantom", "--crop-size", "36"], ["--crop-size 36", "multiple of 8"]),
+    (["--dataset", "phantom", "--finetune", "--flips sideways"], ["--finetune", "--flips sideways", "choose"]),
+    (["--dataset", "phantom", "--finetune", "--iterations 3"], ["--finetune", "--iterations 3"]),
+    (["--dataset", "phantom", "--time-budget", "soon"], ["--time-budget", "soon", "10m"]),
 ])
 def test_bad_input_is_one_line_before_anything_is_written(tmp_path, capsys, options, fragments):
     out = tmp_path / "out"
@@ -365,3 +368,43 @@ def test_comparison_with_random_is_paired_by_seed_and_says_when_a_method_does_no
     assert "+0.075 ± 0.035" in lines["GD"] and "2/2 seeds" in lines["GD"] and "beats random" in lines["GD"]
     assert "-0.035 ± 0.021" in lines["GR"] and "**does not beat random**" in lines["GR"]
     assert "+0.025" in lines["GD+LR"] and "1/2 seeds" in lines["GD+LR"] and "mixed" in lines["GD+LR"]
+
+
+def test_recipe_budget_and_full_reach_every_stage_through_the_real_parsers(tmp_path, monkeypatch):
+    """--finetune flags and --time-budget end up in the configs of each stage (pre-training stages a third of
+    the chain's budget each, fine-tuning the rest); ``full`` trains longer with more volumes, to a plateau."""
+    from ContrastSegLib.benchmark import pipeline
+    seen = {"finetune": [], "pretrain": []}
+    original_finetune, original_pretrain = pipeline.RunSettings.finetune_config, pipeline.RunSettings.pretrain_config
+    monkeypatch.setattr(pipeline.RunSettings, "finetune_config", lambda self, *a: seen["finetune"].append(
+        original_finetune(self, *a)) or seen["finetune"][-1])
+    monkeypatch.setattr(pipeline.RunSettings, "pretrain_config", lambda self, *a: seen["pretrain"].append(
+        original_pretrain(self, *a)) or seen["pretrain"][-1])
+    out = tmp_path / "recipe"
+    assert main(["benchmark", "--dataset", "phantom", "--out", str(out), "--methods", "random,GD,full", "--labeled", "1",
+                 "--seeds", "1", "--finetune", "--flips horizontal --ce-weight 0.5", "--time-budget", "90s",
+                 *FAST]) == 0
+    [stage] = seen["pretrain"]
+    assert stage.time_budget == 30 and stage.plateau_stop is False
+    random, tuned, full = seen["finetune"]
+    assert random.time_budget == 90  # no pre-training: the whole budget
+    assert (tuned.flips, tuned.ce_weight, full.flips) == ("horizontal", 0.5, "horizontal")
+    assert 60 <= tuned.time_budget <= 90  # the rest after the stage, at least a third
+    assert full.plateau_stop and full.iterations == runner.full_iterations(PROFILES["smoke"].finetune_iterations, 3)
+    assert runner.full_iterations(600, 14) == 4200 and runner.full_iterations(600, 1) == 600
+    assert runner.full_iterations(100, 40) == 800  # at most 8 times
+    record = json.loads((out / "benchmark.json").read_text())["settings"]
+    assert record["finetune_recipe"] == {"flips": "horizontal", "ce_weight": 0.5} and record["time_budget"] == 90
+    report = (out / "report.md").read_text()
+    header, row = markdown_table(report, "Share of the random → full gap closed")
+    assert header[-1] == "gap closed" and row[:2] == ["GD", "1"]
+
+
+def test_the_gap_table_is_the_share_of_the_distance_to_full():
+    from ContrastSegLib.benchmark.report import gap_table
+    rows = [dict(method=m, labeled=n, seed=s, dice_mean=v) for m, n, s, v in [
+        ("random", 1, 0, 0.4), ("random", 1, 1, 0.6), ("GD+LR", 1, 0, 0.6), ("GD+LR", 1, 1, 0.8),
+        ("full", 14, 0, 0.9), ("full", 14, 1, 0.9)]]
+    table = gap_table(rows, ["random", "GD+LR", "full"])
+    assert "| GD+LR | 1 | 0.500 | 0.700 | 0.900 | 50% |" in table  # (0.7 − 0.5) / (0.9 − 0.5)
+    assert "add `full`" in gap_table(rows[:4], ["random", "GD+LR"])

@@ -18,6 +18,7 @@ from ..evaluation.report import pick_overlay_slice, save_overlay_png
 from ..inference.predict_job import run_predict
 from ..io import read_image, read_label
 from ..io.read import case_stem
+from ..runtime.budget import finetune_budget, stage_budget
 from ..runtime.progress import ProgressReporter
 from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, FinetuneConfig, PreprocessConfig, PretrainConfig, Stage,
                         config_from_args)
@@ -38,15 +39,21 @@ class RunSettings(ExecutionConfig):
     volumes_per_batch: int = PretrainConfig.volumes_per_batch
     channels: tuple[int, ...] = DEFAULT_CHANNELS
     finetune_recipe: tuple[tuple[str, object], ...] = ()  # (FinetuneConfig field, value) pairs set on every run
+    time_budget: float | None = None  # of a whole chain, shared out by ``runtime.budget``
+    plateau_stop: bool = False
 
     def pretrain_config(self, stage: str, strategy: str) -> PretrainConfig:
         return replace(PretrainConfig(stage=stage, strategy=strategy), iterations=self.pretrain_iterations,
-                       volumes_per_batch=self.volumes_per_batch, **self._shared())
+                       volumes_per_batch=self.volumes_per_batch, time_budget=stage_budget(self.time_budget),
+                       plateau_stop=self.plateau_stop, **self._shared())
 
-    def finetune_config(self, method: Method) -> FinetuneConfig:
+    def finetune_config(self, method: Method, pretrain_seconds: float = 0.0) -> FinetuneConfig:
+        """``pretrain_seconds``: what the chain's pre-training took (the rest of a time budget is fine-tuning's)."""
         recipe = {name: tuple(value) if isinstance(value, list) else value for name, value in self.finetune_recipe}
         return replace(FinetuneConfig(), **recipe, iterations=self.finetune_iterations, batch_size=self.batch_size,
-                       mixup=method.mixup, self_training_rounds=int(method.self_training), **self._shared()).check()
+                       mixup=method.mixup, self_training_rounds=int(method.self_training),
+                       time_budget=finetune_budget(self.time_budget, pretrain_seconds),
+                       plateau_stop=self.plateau_stop, **self._shared()).check()
 
     def _shared(self) -> dict:
         """What every stage takes alike: the seed and the execution settings."""
@@ -91,10 +98,11 @@ def pretrain_stage(step: PretrainStep, data: Path, split: Path, out: Path, prepr
 
 
 def finetune_method(method: Method, data: Path, split: Path, out: Path, preprocess: PreprocessConfig | None,
-                    init: Path | None, settings: RunSettings) -> tuple[Path, FinetuneResult]:
+                    init: Path | None, settings: RunSettings, pretrain_seconds: float = 0.0
+                    ) -> tuple[Path, FinetuneResult]:
     """Fine-tune on the split's train_labeled cases (Mixup / self-training as ``method`` says; self-training
     pseudo-labels the split's train_unlabeled cases) into the checkpoint ``out``."""
-    config = settings.finetune_config(method)
+    config = settings.finetune_config(method, pretrain_seconds)
     return run_finetune(data, out, config, preprocess, channels=settings.channels, split=split, init=init,
                         reporter=ProgressReporter("finetune", config.total_iterations))
 

@@ -32,7 +32,7 @@ from ..models import UNetConfig
 from ..runtime.precision import resolve_device
 from ..runtime.progress import ProgressReporter
 from ..settings import ExecutionConfig, PreprocessConfig, config_from_args
-from .cells import Cell, check_counts, check_methods, method_of, plan_cells
+from .cells import FULL, Cell, check_counts, check_methods, method_of, plan_cells
 from .datasets import FOLDER_PREFIX, PreparedDataset, check_dataset_option, prepare_dataset
 from .environment import describe_environment
 from .pipeline import RunSettings, finetune_method, predict_cases, pretrain_stage, pretraining_steps, score_cases
@@ -64,6 +64,7 @@ class BenchmarkRequest:
     channels_last: str = ExecutionConfig.channels_last
     performance: bool | None = None
     finetune_recipe: dict = field(default_factory=dict)
+    time_budget: float | None = None
     command: str | None = None
 
 
@@ -81,7 +82,8 @@ def run_benchmark(request: BenchmarkRequest) -> list[dict]:
     settings = {"dataset": _absolute_folder(request.dataset), "data": str(Path(request.data).expanduser().absolute())
                 if request.data else None, "profile": profile.name, "profile_settings": profile.to_json(),
                 "spacing": request.spacing, "crop": request.crop, "device": device, "precision": request.precision,
-                "channels_last": request.channels_last, "finetune_recipe": dict(request.finetune_recipe)}
+                "channels_last": request.channels_last, "finetune_recipe": dict(request.finetune_recipe),
+                "time_budget": request.time_budget}
     recorded = check_settings(out, settings)
     prepared = prepare_dataset(request.dataset, request.data, out / "data", profile, request.spacing, request.crop,
                                check_pool=lambda size: plan_cells(methods, labeled, seeds, size, request.dataset))
@@ -121,7 +123,7 @@ class _CellRunner:
                            seed=seed, batch_size=p.batch_size,
                            volumes_per_batch=min(p.volumes_per_batch, len(self.prepared.split.pool)),
                            channels=p.channels, finetune_recipe=tuple(sorted(self.request.finetune_recipe.items())),
-                           **config_from_args(ExecutionConfig, self.request).to_json())
+                           time_budget=self.request.time_budget, **config_from_args(ExecutionConfig, self.request).to_json())
 
     def result(self, cell: Cell) -> tuple[dict, bool]:
         """(the cell's result.json content, whether it was computed now)."""
@@ -146,9 +148,12 @@ class _CellRunner:
             stage_split = split if step.supervised else self._save_split("pretraining", (), 0, "pre-training")
             path, seconds = self._pretrained(step, stage_split, folder / f"{step.chain}.pt", init, settings)
             init, pretrain_seconds = path, pretrain_seconds + seconds
+        if cell.method == FULL:  # a ceiling: trained until the loss stops falling, longer with more volumes
+            settings = replace(settings, finetune_iterations=full_iterations(settings.finetune_iterations,
+                                                                             cell.labeled), plateau_stop=True)
         started = time.perf_counter()
         model, _ = finetune_method(method, data, split, staging / "model.pt", self.preprocess if init is None else None,
-                                   init, settings)
+                                   init, settings, pretrain_seconds)
         finetune_seconds = time.perf_counter() - started
         test_cases = self.prepared.dataset.subset(self.prepared.split.test).cases
         started = time.perf_counter()
@@ -189,6 +194,15 @@ class _CellRunner:
         with atomic_path(record) as temporary:
             temporary.write_text(json.dumps({"chain": step.chain, "seconds": round(seconds, 3)}) + "\n")
         return path, seconds
+
+
+FULL_SCALE_LIMIT = 8
+
+
+def full_iterations(iterations: int, labeled: int) -> int:
+    """Fine-tuning steps of ``full`` on ``labeled`` volumes: ``iterations`` per two volumes (at most
+    ``FULL_SCALE_LIMIT`` times as many), ended earlier by the plateau rule."""
+    return iterations * min(FULL_SCALE_LIMIT, max(1, labeled // 2))
 
 
 def _absolute_folder(dataset: str) -> str:

@@ -14,8 +14,10 @@ from ..benchmark.datasets import dataset_names
 from ..benchmark.profiles import DEFAULT_METHODS, PROFILES
 from ..benchmark.runner import BenchmarkRequest, run_benchmark
 from ..errors import ContrastSegError
+from ..option_rules import DURATION
+from ..runtime.budget import format_duration
 from ..settings import ExecutionConfig, FinetuneConfig, add_options, command_arguments, option_fields
-from .common import OneLineParser, add_execution_options, positive_int
+from .common import OneLineParser, add_execution_options, name_list, positive_int
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -35,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "brain-offline tables; paper: the papers' sizes, for a GPU (default: smoke)")
     parser.add_argument("--labeled", type=_counts, default=None, metavar="N,N,...",
                         help="labeled volumes |X_L| (default: the profile's, 1 for smoke, 1,2,8 otherwise)")
-    parser.add_argument("--methods", type=_names, default=None, metavar="M,M,...",
+    parser.add_argument("--methods", type=name_list, default=None, metavar="M,M,...",
                         help="random, GR, GD-, GD, GD+LR, GD+LD, GD+SLC (supervised local), each optionally "
                              f"+mixup / +self-training, and {FULL} (all labeled pool volumes) (default for cpu and "
                              f"paper: {','.join(DEFAULT_METHODS)}; smoke: random,GD+LR)")
@@ -53,6 +55,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--finetune", type=recipe, default={}, metavar="'FLAGS'", dest="finetune_recipe",
                         help="fine-tuning recipe flags of contrastseg finetune for every cell, quoted, e.g. "
                              f"--finetune '--flips both --lr-schedule cosine' (any of: {', '.join(RECIPE_FLAGS)})")
+    parser.add_argument("--time-budget", type=DURATION.parse, default=None, metavar="DURATION",
+                        help="wall-clock budget of each cell's training chain, e.g. 10m: each pre-training stage a "
+                             "third, fine-tuning the rest (default: the iterations)")
     parser.add_argument("--performance", action=argparse.BooleanOptionalAction, default=None,
                         help="add the Performance section to report.md (default: on for cpu and paper)")
     add_execution_options(parser)
@@ -83,17 +88,14 @@ def recipe(text: str) -> dict:
     return {name: list(value) if isinstance(value, tuple) else value for name, value in given.items()}
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
 def run(args: argparse.Namespace) -> int:
     request = BenchmarkRequest(
         dataset=args.dataset, out=args.out, profile=args.profile, data=args.data, labeled=args.labeled,
         methods=args.methods, seeds=args.seeds, spacing=args.spacing, crop=args.crop_size,
         pretrain_iterations=args.pretrain_iterations, finetune_iterations=args.finetune_iterations,
         device=args.device, precision=args.precision, channels_last=args.channels_last,
-        performance=args.performance, finetune_recipe=args.finetune_recipe, command=command_line(args))
+        performance=args.performance, finetune_recipe=args.finetune_recipe, time_budget=args.time_budget,
+        command=command_line(args))
     run_benchmark(request)
     return 0
 
@@ -109,6 +111,7 @@ def command_line(args: argparse.Namespace) -> str:
                "--pretrain-iterations": args.pretrain_iterations, "--finetune-iterations": args.finetune_iterations,
                "--finetune": shlex.join(command_arguments(replace(FinetuneConfig(), **args.finetune_recipe),
                                                                RECIPE_EXCLUDED)) if args.finetune_recipe else None,
+               "--time-budget": format_duration(args.time_budget) if args.time_budget else None,
                "--device": args.device, "--precision": args.precision, "--channels-last": args.channels_last}
     words = ["contrastseg", "benchmark"] + [str(w) for key, value in options.items() if value is not None
                                             for w in (key, value)]

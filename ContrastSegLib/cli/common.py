@@ -68,6 +68,11 @@ def written_line(out: Path, stopped: Stopped | None, losses: str) -> str:
     return f"{early}wrote {out} ({losses})"
 
 
+def name_list(text: str) -> tuple[str, ...]:
+    """``"random, GD+LR"`` -> ("random", "GD+LR")."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -5,6 +5,10 @@ Time budget. The first ``PROBE_STEPS`` steps after one warm-up step are timed; t
 fit into ``BUDGET_SHARE`` of what is left of the budget at that pace, never more than the configured iterations
 (the rest of the budget is for reading, pseudo-labelling and writing).
 
+A chain's budget (pre-training stages, then fine-tuning, as in ``contrastseg benchmark --time-budget`` and the
+Slicer module's "Pre-train now"): each pre-training stage gets a third of it (``STAGE_SHARE``), fine-tuning what is
+left, and at least a third; so a chain of up to two stages fits in the budget.
+
 Plateau rule. The loss curve is cut into windows of ``window`` steps (default: a twentieth of the iterations, at
 least 50). After each full window its mean is compared with the lowest mean of the earlier windows; when
 ``patience`` windows in a row fail to lower it by at least ``min_drop`` (relative), training stops. Nothing stops
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 
 PROBE_STEPS = 10  # timed steps that set the pace
 BUDGET_SHARE = 0.95  # of the budget left after the probe, spent on training steps
+
+STAGE_SHARE = 1 / 3  # of a chain's budget, for each pre-training stage
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 _now = time.perf_counter  # the clock of the budget (tests replace it)
@@ -53,6 +59,18 @@ def iterations_for_budget(budget_s: float, elapsed_s: float, steps_done: int, st
     left = max(0.0, budget_s * BUDGET_SHARE - elapsed_s)
     more = math.floor(left / step_s) if step_s > 0 else max_iterations
     return max(steps_done, min(max_iterations, steps_done + more))
+
+
+def stage_budget(chain_budget_s: float | None) -> float | None:
+    """The budget of one pre-training stage of a chain."""
+    return None if chain_budget_s is None else chain_budget_s * STAGE_SHARE
+
+
+def finetune_budget(chain_budget_s: float | None, spent_s: float) -> float | None:
+    """Fine-tuning's budget after the chain's pre-training stages took ``spent_s``: the rest, at least a third."""
+    if chain_budget_s is None:
+        return None
+    return max(chain_budget_s * STAGE_SHARE, chain_budget_s - spent_s)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
     segment = _with_packages("segment")
     segment_folder = _with_packages("segment_folder")
     compare = _with_packages("compare")
+    evaluate_methods = _with_packages("evaluate_methods")
 
     def add_to_training_set(self, *args, **kwargs):
         return self.workflow.add_to_training_set(*args, **kwargs)

@@ -70,6 +70,15 @@ class MaskedStrategy(Choice):
     PATCHES = "patches"
 
 
+MASKED_NAME = "MIM"  # the masked stage in method names ("MIM+LR") and the Slicer module's "first stage" choice
+
+
+class BudgetDevices(Choice):
+    """Where a time budget applies: on every device, or only on the CPU (GPUs then run the iterations in full)."""
+
+    ALL, CPU = "all", "cpu"
+
+
 class LrSchedule(Choice):
     COSINE, CONSTANT = "cosine", "constant"
 
@@ -208,9 +217,17 @@ class ScheduleConfig(Config):
                                        "wall-clock time for the training steps, e.g. 10m: the number of steps is "
                                        "set from the pace of the first ones (at most --iterations)",
                                        shown="none: --iterations steps", metavar="DURATION")
+    budget_devices: str = option(BudgetDevices.ALL.value, "--time-budget-on", one_of(BudgetDevices),
+                                 "where --time-budget applies: all devices, or cpu only (a GPU then runs the "
+                                 "iterations in full)")
     plateau_stop: bool = option(False, "--plateau-stop", SWITCH,
                                 "stop when the training loss has stopped falling (3 windows of a twentieth of "
                                 "the run, each without a 1 % drop below the best before)")
+
+    def budget_on(self, device_type: str) -> float | None:
+        """The time budget of a run on a device of ``device_type`` ("cpu", "cuda", "mps"), or None."""
+        applies = self.budget_devices == BudgetDevices.ALL or device_type == BudgetDevices.CPU
+        return self.time_budget if applies else None
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,9 @@ def test_the_plateau_stop_ends_fine_tuning_that_has_stopped_learning():
                       plan=plan_execution("cpu", "fp32"))
     assert 250 <= len(result.losses) < 1000 and len(result.losses) % 50 == 0
     assert result.ended_early == "the training loss reached a plateau"
+
+
+def test_a_budget_for_the_cpu_only_leaves_a_gpu_run_its_iterations():
+    config = FinetuneConfig(time_budget=600, budget_devices="cpu")
+    assert config.budget_on("cpu") == 600 and config.budget_on("cuda") is None and config.budget_on("mps") is None
+    assert FinetuneConfig(time_budget=600).budget_on("cuda") == 600

@@ -175,7 +175,7 @@ def test_pretrain_now_chains_global_local_finetune(tmp_path):
     assert preprocess == TINY_GRID["preprocess"] and preprocess.target_spacing is None  # the CLI's median default
     assert global_config.volumes_per_batch == 2  # no more than the pool's two volumes
     assert global_config.iterations == 5 and global_args.channels == (8, 16)
-    assert parsed(launcher.commands[2])[1][0] == replace(TINY, device="cpu")
+    assert parsed(launcher.commands[2])[1][0] == replace(TINY, device="cpu", budget_devices="cpu")
     assert result == str(tmp_path / "models" / "model.pt") and Path(result).read_bytes() == b"weights"
     assert job.pretrained_model == str(tmp_path / "models" / "model-pretrained.pt")
     assert not job.folder.inputs.exists()  # patient data goes with the job
@@ -277,3 +277,62 @@ def _matrix(getter):
     matrix = vtk.vtkMatrix4x4()
     getter(matrix)
     return matrix
+
+
+def test_a_cpu_time_budget_is_shared_by_the_stages_and_left_out_on_a_gpu(tmp_path):
+    """Each pre-training stage a third of the job's budget, fine-tuning the rest, each applied only where the
+    job's process finds itself on the CPU. Every command passes the real parser and the configs' own checks."""
+    scene = new_scene()
+    volume, segmentation = labeled_pair(scene)
+    extra = add_volume(scene, np.ones((4, 16, 16), np.float32), "unlabeled scan")
+    launcher = FakeLauncher()
+    workflow = ContrastSegWorkflow(scene, launcher=launcher, jobs_dir=tmp_path / "jobs", env={},
+                                   models_dir=tmp_path / "models")
+    stages = [replace(default_pretraining(5)[0], stage="masked", strategy="patches"), default_pretraining(5)[1]]
+    workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=stages, settings=TINY, **TINY_GRID,
+                      cpu_time_budget=600, wait=True)
+    configs = [parsed(c)[1][0] for c in launcher.commands]
+    assert [c.time_budget for c in configs] == [200, 200, 200]
+    assert [c.stage for c in configs[:2]] == ["masked", "local"]  # MIM, then L^R
+    assert all(c.budget_on("cpu") == c.time_budget and c.budget_on("cuda") is None for c in configs)
+    launcher.commands.clear()
+    workflow.finetune([(volume, segmentation)], settings=TINY, **TINY_GRID, cpu_time_budget=600, wait=True,
+                      model_path=str(tmp_path / "random.pt"))
+    assert [parsed(c)[1][0].time_budget for c in launcher.commands] == [600]  # no stage: all of it
+    launcher.commands.clear()
+    workflow.finetune([(volume, segmentation)], settings=TINY, **TINY_GRID, wait=True,
+                      model_path=str(tmp_path / "none.pt"))
+    assert parsed(launcher.commands[0])[1][0].time_budget is None
+
+
+def test_evaluating_on_the_labeled_pairs_runs_compare_and_reads_its_verdict(tmp_path):
+    """The "Evaluate on my labeled volumes" job: its ``contrastseg compare`` command passes the real parser; the
+    verdict it writes comes back as the job's result."""
+    scene = new_scene()
+    pairs = [labeled_pair(scene), labeled_pair(scene)]
+    extra = add_volume(scene, np.ones((4, 16, 16), np.float32), "unlabeled scan")
+    verdict = {"format": "contrastseg-verdict", "version": 1, "recommended": "GD+LR", "folds": 2,
+               "means": {"random": 0.5, "GD+LR": 0.6}, "paired": {"GD+LR": {"difference": 0.1, "higher_on": 2}},
+               "commands": ["contrastseg finetune ..."]}
+
+    def compare(command):
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "verdict.json").write_text(json.dumps(verdict))
+        (out / "report.md").write_text("# report\n")
+        return [], 0
+
+    class Writing(FakeLauncher):
+        def launch(self, command, cwd, env, log_path):
+            args, _ = parsed(command)
+            assert args.command == "compare" and args.methods == ("random", "GD+LR", "MIM")
+            assert args.time_budget == 1200 and args.finetune_iterations == 8
+            self.commands.append(list(command))
+            return FakeHandle(*compare(command))
+
+    workflow = ContrastSegWorkflow(scene, launcher=Writing(), jobs_dir=tmp_path / "jobs", env={})
+    result = workflow.evaluate_methods(pairs, unlabeled=[extra], iterations=8, cpu_time_budget=1200, device="cpu",
+                                       wait=True, **TINY_GRID)
+    assert result["recommended"] == "GD+LR" and result["report"] == "# report\n"
+    with pytest.raises(Exception, match="at least 2 labeled pairs"):
+        workflow.evaluate_methods(pairs[:1], unlabeled=[extra], wait=True, **TINY_GRID)

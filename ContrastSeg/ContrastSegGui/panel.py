@@ -19,7 +19,7 @@ from ContrastSegLogic.parameters import FIELDS, ContrastSegParameters
 
 from .bindings import CheckableNames, GuiBinding, RadioChoice
 from .job_view import JobView, shown_errors
-from .tables import show_metrics, show_pairs, show_segment_names
+from .tables import show_metrics, show_pairs, show_segment_names, show_verdict
 
 
 
@@ -43,7 +43,8 @@ class ContrastSegPanel:
             "globalStrategy": ui.globalStrategyCombo, "localStrategy": ui.localStrategyCombo,
             "pretrainIterations": ui.pretrainIterationsSpin, "batchSize": ui.batchSizeSpin, "cropSize": ui.cropSizeSpin,
             "device": ui.deviceCombo, "iterations": ui.iterationsSpin, "mixup": ui.mixupCheck,
-            "selfTrainingRounds": ui.selfTrainingSpin, "modelPath": ui.modelOutputPath,
+            "selfTrainingRounds": ui.selfTrainingSpin, "timeBudgetMinutes": ui.timeBudgetSpin,
+            "modelPath": ui.modelOutputPath,
             "segmentModelPath": ui.segmentModelPath, "uncertainty": ui.uncertaintyCheck,
             "segmentFolder": ui.segmentFolderPath, "segmentFolderOutput": ui.segmentFolderOutputPath,
             "unlabeledVolume": ui.unlabeledVolumesSelector, "segmentVolume": ui.segmentVolumesSelector,
@@ -51,11 +52,11 @@ class ContrastSegPanel:
             "reviewVolume": ui.reviewVolumeSelector, "reviewPrediction": ui.reviewPredictionSelector,
             "reviewReference": ui.reviewReferenceSelector,
         })
-        self.jobs = JobView(ui, [ui.finetuneButton, ui.segmentButton, ui.segmentFolderButton])
+        self.jobs = JobView(ui, [ui.finetuneButton, ui.segmentButton, ui.segmentFolderButton, ui.evaluateButton])
         for button, handler in ((ui.addPairButton, self.onAddPair), (ui.removePairButton, self.onRemovePair),
                                 (ui.finetuneButton, self.onFinetune), (ui.segmentButton, self.onSegment),
                                 (ui.segmentFolderButton, self.onSegmentFolder), (ui.compareButton, self.onCompare),
-                                (ui.addToTrainingButton, self.onAddToTraining)):
+                                (ui.addToTrainingButton, self.onAddToTraining), (ui.evaluateButton, self.onEvaluate)):
             button.connect("clicked()", handler)
         ui.modelsFolderPath.currentPath = self.logic.models_folder()
         ui.modelsFolderPath.connect("currentPathChanged(QString)", self.onModelsFolderChanged)
@@ -149,7 +150,19 @@ class ContrastSegPanel:
         self._start(self.ui.finetuneButton, "Fine-tuning", lambda: self.logic.finetune(
             p.labeled_pairs(), pretrained=p.pretrained_path(), unlabeled=p.nodes("unlabeledVolume"), folders=[folder] if folder else [],
             pretrain=p.pretraining(), settings=p.finetune_config(), preprocess=p.preprocess_config(),
-            segments=p.segment_names(), model_path=p.get("modelPath") or None, wait=False), self._finetuned)
+            segments=p.segment_names(), model_path=p.get("modelPath") or None, cpu_time_budget=p.cpu_time_budget(),
+            wait=False), self._finetuned)
+
+    def onEvaluate(self):
+        if self.jobs.owns(self.ui.evaluateButton):
+            return self.jobs.cancel()
+        p = self.parameters
+        folder = p.get("unlabeledFolder")
+        self._start(self.ui.evaluateButton, "Evaluating on the labeled volumes", lambda: self.logic.evaluate_methods(
+            p.labeled_pairs(), unlabeled=p.nodes("unlabeledVolume"), folders=[folder] if folder else [],
+            pretrain_iterations=p.get("pretrainIterations"), iterations=p.get("iterations"),
+            preprocess=p.preprocess_config(), segments=p.segment_names(), device=p.get("device"),
+            cpu_time_budget=p.cpu_time_budget(), wait=False), self._evaluated)
 
     def onSegment(self):
         if self.jobs.owns(self.ui.segmentButton):
@@ -191,6 +204,13 @@ class ContrastSegPanel:
         self.parameters.set_single("reviewVolume", volume)
         self.parameters.set_single("reviewPrediction", segmentations[0])
         self.ui.reviewSection.collapsed = False
+
+    def _evaluated(self, job) -> None:
+        verdict = job.result
+        show_verdict(self.ui.evaluationTable, verdict)
+        self.ui.evaluationLabel.text = (f"Recommended: {verdict['recommended']}. Train it on all labeled volumes:\n"
+                                        + "\n".join(verdict["commands"]))
+        self.ui.statusLabel.text = f"Evaluated {len(verdict['means'])} methods on {verdict['folds']} folds"
 
     def _segmented_folder(self, job) -> None:
         self.ui.statusLabel.text = f"Wrote {len(job.result)} file(s) to {self.parameters.get('segmentFolderOutput')}"

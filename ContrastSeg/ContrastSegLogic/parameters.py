@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ContrastSegLib.settings import (DEFAULT_STRATEGY, STRATEGIES, FinetuneConfig, PreprocessConfig, PretrainConfig,
-                                     Stage)
+from ContrastSegLib.settings import (DEFAULT_STRATEGY, MASKED_NAME, STRATEGIES, FinetuneConfig, PreprocessConfig,
+                                     PretrainConfig, Stage)
 
 NO_LOCAL_STAGE = "none"
+MASKED = MASKED_NAME  # "first stage": masked-image modelling instead of a global contrastive strategy
+CPU_TIME_BUDGET_MINUTES = 10  # a model in the time of a coffee on a 2-core CPU; GPUs run the papers' iterations
 INITIALISATIONS = ("pretrained-file", "pretrain-now", "random")
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -37,7 +39,7 @@ FIELDS: dict[str, Field] = {
     "pretrainedPath": Field(str, ""),
     "unlabeledFolder": Field(str, ""),
     "segments": Field(str, ""),  # comma-separated segment names to learn; empty: every segment of the first pair
-    "globalStrategy": Field(str, DEFAULT_STRATEGY[Stage.GLOBAL.value], STRATEGIES[Stage.GLOBAL.value]),
+    "globalStrategy": Field(str, DEFAULT_STRATEGY[Stage.GLOBAL.value], (*STRATEGIES[Stage.GLOBAL.value], MASKED)),
     "localStrategy": Field(str, DEFAULT_STRATEGY[Stage.LOCAL.value],
                            (*STRATEGIES[Stage.LOCAL.value], NO_LOCAL_STAGE)),
     "pretrainIterations": Field(int, _PRETRAIN.iterations),
@@ -47,6 +49,7 @@ FIELDS: dict[str, Field] = {
     "cropSize": Field(int, _PREPROCESS.crop_size),
     "mixup": Field(bool, _FINETUNE.mixup),
     "selfTrainingRounds": Field(int, _FINETUNE.self_training_rounds),
+    "timeBudgetMinutes": Field(int, CPU_TIME_BUDGET_MINUTES),  # on a CPU; 0: the iterations in full
     "modelPath": Field(str, ""),
     "segmentModelPath": Field(str, ""),
     "uncertainty": Field(bool, False),
@@ -141,9 +144,10 @@ class ContrastSegParameters:
         """The stages of "pre-train now" (global, then local unless "none"), or None for the other choices."""
         if self.get("initialisation") != "pretrain-now":
             return None
-        iterations = self.get("pretrainIterations")
-        stages = [replace(_PRETRAIN, stage=Stage.GLOBAL.value, strategy=self.get("globalStrategy"),
-                          iterations=iterations)]
+        iterations, first = self.get("pretrainIterations"), self.get("globalStrategy")
+        stages = [replace(_PRETRAIN, stage=Stage.MASKED.value, strategy=DEFAULT_STRATEGY[Stage.MASKED.value],
+                          iterations=iterations) if first == MASKED else
+                  replace(_PRETRAIN, stage=Stage.GLOBAL.value, strategy=first, iterations=iterations)]
         if self.get("localStrategy") != NO_LOCAL_STAGE:
             stages.append(replace(_PRETRAIN, stage=Stage.LOCAL.value, strategy=self.get("localStrategy"),
                                   iterations=iterations))
@@ -153,6 +157,10 @@ class ContrastSegParameters:
         return replace(_FINETUNE, iterations=self.get("iterations"), batch_size=self.get("batchSize"),
                        mixup=self.get("mixup"), self_training_rounds=self.get("selfTrainingRounds"),
                        device=self.get("device"))
+
+    def cpu_time_budget(self) -> float | None:
+        """Seconds a job may take on the CPU, or None (0 minutes: no budget)."""
+        return self.get("timeBudgetMinutes") * 60 or None
 
     def preprocess_config(self) -> PreprocessConfig:
         return replace(_PREPROCESS, crop_size=self.get("cropSize"))

@@ -21,8 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ContrastSegLib.settings import (DEFAULT_CHANNELS, DEFAULT_STRATEGY, FinetuneConfig, PreprocessConfig,
-                                     PretrainConfig, Stage, command_arguments)
+from ContrastSegLib.benchmark.verdict import DEFAULT_COMPARE_METHODS, read_verdict
+from ContrastSegLib.runtime.budget import finetune_budget, format_duration, stage_budget
+from ContrastSegLib.settings import (DEFAULT_CHANNELS, DEFAULT_STRATEGY, BudgetDevices, FinetuneConfig,
+                                     PreprocessConfig, PretrainConfig, Stage, command_arguments)
 
 from . import scene_io
 from .checkpoints import check_checkpoint_classes, finetuned_classes
@@ -83,10 +85,12 @@ class ContrastSegWorkflow(TrainingSet):
                  settings: FinetuneConfig = FinetuneConfig(), preprocess: PreprocessConfig = PreprocessConfig(),
                  channels: Sequence[int] = DEFAULT_CHANNELS, segments: Sequence[str] | None = None,
                  model_path: str | None = None, wait: bool = False, on_event: EventCallback | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, cpu_time_budget: float | None = None):
         """Fine-tune on ``labeled`` (volume, segmentation) pairs, from ``pretrained`` or after pre-training now
         (``pretrain``: the stages) or from random weights. ``segments``: the segment names to learn (default: all of
-        the first pair). Returns the kept model's path (``wait``) or the job."""
+        the first pair). ``cpu_time_budget``: seconds the whole job may take when it runs on the CPU (each
+        pre-training stage a third, fine-tuning the rest; ``runtime.budget``); on a GPU the iterations run in full.
+        Returns the kept model's path (``wait``) or the job."""
         target = self._model_target(model_path, "model.pt")
         if pretrained and pretrain:
             raise SceneInputError("choose either a pre-trained checkpoint or pre-training now, not both")
@@ -95,12 +99,15 @@ class ContrastSegWorkflow(TrainingSet):
         if pretrained:
             check_checkpoint_classes(pretrained, classes)
         device = self._device(settings.device, settings.batch_size, preprocess, channels)
-        settings = _checked(replace(settings, device=device))
+        on_cpu = {"budget_devices": BudgetDevices.CPU.value}  # the job's process knows where it runs
+        stages = [replace(s, time_budget=stage_budget(cpu_time_budget), **on_cpu) for s in pretrain or ()]
+        settings = _checked(replace(settings, device=device, time_budget=finetune_budget(
+            cpu_time_budget, sum(s.time_budget or 0 for s in stages)), **on_cpu))
         preprocess = _checked(preprocess)
         if settings.self_training_rounds and not volumes and not folders:
             raise SceneInputError("self-training needs unlabeled volumes: select scene volumes or a folder of scans")
-        stages = self._checked_stages(pretrain, preprocess, device, None if folders else len(pairs) + len(volumes)) \
-            if pretrain else []
+        stages = self._checked_stages(stages, preprocess, device, None if folders else len(pairs) + len(volumes)) \
+            if stages else []
         folder = JobFolder.create(self.jobs_dir, "finetune")
         with _removed_on_error(folder):
             labeled_cases = self._export_labeled(folder, pairs)
@@ -127,6 +134,42 @@ class ContrastSegWorkflow(TrainingSet):
                 job.pretrained_model = str(deliver(pretrained_out, target.with_name(f"{target.stem}-pretrained.pt")))
             return str(deliver(model, target, overwrite))
         return self._run(Job("finetune", folder, steps, self.launcher, self.env, on_success=keep_models,
+                             on_event=on_event), wait)
+
+    def evaluate_methods(self, labeled: Sequence[tuple[Any, Any]], unlabeled: Sequence = (),
+                         folders: Sequence[str] = (), methods: Sequence[str] = DEFAULT_COMPARE_METHODS,
+                         pretrain_iterations: int = PretrainConfig.iterations,
+                         iterations: int = FinetuneConfig.iterations, preprocess: PreprocessConfig = PreprocessConfig(),
+                         channels: Sequence[int] = DEFAULT_CHANNELS, segments: Sequence[str] | None = None,
+                         device: str = "auto", cpu_time_budget: float | None = None, wait: bool = False,
+                         on_event: EventCallback | None = None):
+        """"Did pre-training help on my data?": ``contrastseg compare`` (leave-one-out) over the labeled pairs,
+        pre-training on ``unlabeled`` volumes and ``folders``, within ``cpu_time_budget`` seconds on any device
+        (it trains one model per fold and method). The result: {"recommended", "means", "commands",
+        "rows", "report"} (``compare``'s verdict.json and report.md)."""
+        pairs, classes = self.check_labeled(labeled, segments)
+        if len(pairs) < 2:
+            raise SceneInputError("evaluating needs at least 2 labeled pairs (each is left out once); add another")
+        volumes = [scene_io.checked_scalar_volume(v) for v in unlabeled]
+        if not volumes and not folders:
+            raise SceneInputError("evaluating pre-training needs unlabeled volumes: select scene volumes or a folder")
+        device = self._device(device, FinetuneConfig.batch_size, preprocess, channels)
+        budget = cpu_time_budget  # on any device: evaluating trains a model per fold and method
+        _checked(preprocess)
+        folder = JobFolder.create(self.jobs_dir, "evaluate")
+        with _removed_on_error(folder):
+            manifest = folder.write_manifest(self._export_labeled(folder, pairs), classes)
+            cases = self._export_unlabeled(folder, volumes)
+            pools = [str(folder.write_manifest(cases, name="pool.json"))] if cases else []
+        results = folder.outputs / "compare"
+        arguments = ["compare", "--labeled", str(manifest), "--unlabeled", *pools, *map(str, folders),
+                     "--out", str(results), "--methods", ",".join(methods), "--device", device,
+                     "--pretrain-iterations", str(pretrain_iterations), "--finetune-iterations", str(iterations),
+                     *command_arguments(preprocess), "--channels", ",".join(map(str, channels))]
+        arguments += ["--time-budget", format_duration(round(budget))] if budget else []
+        return self._run(Job("evaluate", folder, [JobStep("Evaluating (leave-one-out)",
+                                                          contrastseg_command(*arguments))],
+                             self.launcher, self.env, on_success=lambda job: read_verdict(results),
                              on_event=on_event), wait)
 
     def segment(self, volumes, model: str, uncertainty: bool = False, device: str = "auto", wait: bool = True,
@@ -203,8 +246,9 @@ class ContrastSegWorkflow(TrainingSet):
     def _checked_stages(self, stages: Sequence[PretrainConfig], preprocess: PreprocessConfig, device: str,
                         volumes: int | None) -> list[PretrainConfig]:
         """The stages on ``device``, each checked; m volumes per batch no more than the pool has (when known)."""
-        if not stages or stages[0].stage != Stage.GLOBAL.value:
-            raise SceneInputError("pre-training starts with a global stage (G^D, G^D- or G^R)")
+        if not stages or stages[0].stage not in (Stage.GLOBAL.value, Stage.MASKED.value):
+            raise SceneInputError("pre-training starts with a global stage (G^D, G^D- or G^R) or the masked-image "
+                                  "stage (MIM)")
         _checked(preprocess)
         return [_checked(replace(s, device=device, volumes_per_batch=s.volumes_per_batch if volumes is None
                                  else max(1, min(s.volumes_per_batch, volumes)))) for s in stages]

@@ -7,7 +7,7 @@ Layout of ``OUT`` (a new folder)::
     pretrained/<chain>.pt                    unsupervised stages, on the unlabeled volumes only, shared by folds
     folds/<case>/train.csv                   the fold's training pairs (every labeled case but <case>)
     folds/<case>/<method>/model.pt, <case>_seg.nii.gz, pretrained/ (supervised-local stages of that fold)
-    compare.csv, report.md
+    compare.csv, report.md, verdict.json (the recommendation, read by the Slicer module)
 
 The left-out volume never enters a stage of its fold: the unsupervised stages read only ``--unlabeled``.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import shlex
 import statistics
@@ -40,8 +41,8 @@ from ..training.pretrain_job import run_pretrain
 from .cells import check_methods, method_of
 from .pipeline import pretraining_steps
 from .report import dice_table, random_comparison_table
+from .verdict import DEFAULT_COMPARE_METHODS, VERDICT_FILE, verdict_record
 
-DEFAULT_COMPARE_METHODS = ("random", "GD+LR", "MIM")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ def run_compare(request: CompareRequest) -> dict:
                                "or compare --methods random only")
     preprocess = _fixed_preprocessing(request, cases)
     pool = len(unlabeled_cases(request.unlabeled)) if request.unlabeled else 0
+    domain = [m for m in methods for s in pretraining_steps(method_of(m))
+              if _stage_config(s, request, None).uses_domain]
+    if domain and pool < 2:
+        raise ContrastSegError(f"--unlabeled: {pool} unlabeled volume(s); {domain[0]} contrasts slices of different "
+                               "volumes and needs at least 2 — add unlabeled volumes or leave it out of --methods")
     request = replace(request, volumes_per_batch=max(1, min(request.volumes_per_batch, pool)))
     for name in methods:  # every stage's settings checked before anything trains
         for step in pretraining_steps(method_of(name)):
@@ -201,7 +207,8 @@ def _verdict(rows: list[dict], methods: Sequence[str], request: CompareRequest,
     by = {(r["method"], r["fold"]): r["dice_mean"] for r in rows}
     folds = sorted({r["fold"] for r in rows})
     means = {m: statistics.fmean(by[(m, f)] for f in folds) for m in methods}
-    helping = [m for m in methods if m != "random" and sum(by[(m, f)] > by[("random", f)] for f in folds) * 2 > len(folds)]
+    higher = {m: sum(by[(m, f)] > by[("random", f)] for f in folds) for m in methods if m != "random"}
+    helping = [m for m, count in higher.items() if count * 2 > len(folds)]
     best = max(helping, key=lambda m: means[m]) if helping else "random"
     commands = training_commands(best, request, preprocess)
     table = dice_table(rows, list(methods)) + "\n" + random_comparison_table(rows, list(methods), "folds")
@@ -215,7 +222,10 @@ def _verdict(rows: list[dict], methods: Sequence[str], request: CompareRequest,
         + (f" Time budget {format_duration(request.time_budget)} in all." if request.time_budget else ""),
         table.strip(), f"**Recommended: {best}** — {reason}.",
         "Train it on all labeled volumes:\n\n```\n" + "\n".join(commands) + "\n```"]) + "\n"
-    return {"rows": rows, "recommended": best, "means": means, "commands": commands, "report": report}
+    paired = {m: {"difference": round(statistics.fmean(by[(m, f)] - by[("random", f)] for f in folds), 4),
+                  "higher_on": higher[m]} for m in higher}
+    record = verdict_record(best, {m: round(v, 4) for m, v in means.items()}, paired, commands, len(folds))
+    return {**record, "rows": rows, "report": report}
 
 
 def training_commands(name: str, request: CompareRequest, preprocess: PreprocessConfig) -> list[str]:
@@ -253,3 +263,5 @@ def _write_outputs(out: Path, rows: list[dict], result: dict) -> None:
                      for r in rows)
     write_text(text.getvalue(), out / "compare.csv")
     write_text(result["report"], out / "report.md")
+    write_text(json.dumps({k: v for k, v in result.items() if k not in ("rows", "report")}, indent=2) + "\n",
+               out / VERDICT_FILE)

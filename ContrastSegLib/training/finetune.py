@@ -248,8 +248,8 @@ class _Phase:
             step += 1
             recent.append(self.step_fn(*pipeline.next_batch()))
             stop = stop_requested()
-            if schedule.plateau is not None or schedule.budget_s is not None:
-                self._flush(recent, step)  # the rules need the curve and the pace of every step
+            if schedule.plateau is not None and (step - offset) % schedule.plateau.window == 0:
+                self._flush(recent, step)  # the rule looks at the curve at the end of each window
             going = schedule.on_step(step, self.result.losses[first:]) and not stop
             if len(recent) == 10 or not going:
                 self._flush(recent, step)
@@ -271,9 +271,9 @@ class _Phase:
         """The first round may be shortened by the time budget (later rounds take as many steps), any round by
         the plateau rule."""
         config = self.config
-        budget = None
-        if offset == 0 and config.time_budget is not None:
-            budget = config.time_budget / (1 + config.self_training_rounds)
+        budget = config.budget_on(self.plan.device.type) if offset == 0 else None
+        if budget is not None:
+            budget /= 1 + config.self_training_rounds
         plateau = PlateauRule.for_iterations(config.iterations) if config.plateau_stop else None
         return StepSchedule(offset + self.iterations, budget, plateau, first_step=offset, planned=offset > 0).start()
 

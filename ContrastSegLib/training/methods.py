@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ContrastSegError
-from ..settings import DEFAULT_STRATEGY, STRATEGIES, Stage
+from ..settings import DEFAULT_STRATEGY, MASKED_NAME, STRATEGIES, Stage
 
 SUPERVISED_LOCAL = (Stage.SUPERVISED_LOCAL.value, "SLC")  # the names of that stage in a method name
 
@@ -33,7 +33,7 @@ class Method:
         return tuple(stages + ([self.second_stage] if self.second_stage else []))
 
 
-MASKED = "MIM"  # the masked-image stage in a method name
+MASKED = MASKED_NAME
 
 
 def parse_method(name: str) -> Method:

@@ -193,7 +193,7 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
                      slices=bank.num_slices, volumes=bank.num_volumes)
     start = time.perf_counter()
     keep_on_stop()
-    schedule = StepSchedule(state.planned or config.iterations, config.time_budget,
+    schedule = StepSchedule(state.planned or config.iterations, config.budget_on(plan.device.type),
                             PlateauRule.for_iterations(config.iterations) if config.plateau_stop else None,
                             first_step=state.step, planned=state.planned is not None).start()
     step, going = state.step, state.step < (state.planned or config.iterations)

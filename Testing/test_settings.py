@@ -54,7 +54,7 @@ def test_config_round_trips_through_the_real_parser(command, config):
 
 
 def test_strategy_follows_the_stage_and_mode_is_its_alias():
-    assert [PretrainConfig(stage=s).strategy for s in Stage.values()] == ["GD", "LR", "stride"]
+    assert [PretrainConfig(stage=s).strategy for s in Stage.values()] == ["GD", "LR", "stride", "patches"]
     parsed = build_parser().parse_args(REQUIRED["pretrain"] + ["--stage", "supervised-local", "--mode", "exact"])
     assert config_from_args(PretrainConfig, parsed).strategy == "exact"
     parsed = build_parser().parse_args(REQUIRED["pretrain"] + ["--stage", "local"])

@@ -154,13 +154,20 @@ def labeled_pair(scene):
     return volume, add_segmentation(scene, volume, label, {1: "tumour"})
 
 
-def test_pretrain_now_chains_global_local_finetune(tmp_path):
+def with_fake_jobs(tmp_path):
+    """A scene with one labeled pair and one unlabeled volume, and a workflow whose jobs a ``FakeLauncher`` runs:
+    (workflow, launcher, volume, segmentation, unlabeled volume)."""
     scene = new_scene()
     volume, segmentation = labeled_pair(scene)
     extra = add_volume(scene, np.ones((4, 16, 16), np.float32), "unlabeled scan")
     launcher = FakeLauncher()
     workflow = ContrastSegWorkflow(scene, launcher=launcher, jobs_dir=tmp_path / "jobs", env={},
                                    models_dir=tmp_path / "models")
+    return workflow, launcher, volume, segmentation, extra
+
+
+def test_pretrain_now_chains_global_local_finetune(tmp_path):
+    workflow, launcher, volume, segmentation, extra = with_fake_jobs(tmp_path)
     events = []
     job = workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=default_pretraining(5),
                             settings=TINY, **TINY_GRID, on_event=lambda j, e: events.append(e))
@@ -282,12 +289,7 @@ def _matrix(getter):
 def test_a_cpu_time_budget_is_shared_by_the_stages_and_left_out_on_a_gpu(tmp_path):
     """Each pre-training stage a third of the job's budget, fine-tuning the rest, each applied only where the
     job's process finds itself on the CPU. Every command passes the real parser and the configs' own checks."""
-    scene = new_scene()
-    volume, segmentation = labeled_pair(scene)
-    extra = add_volume(scene, np.ones((4, 16, 16), np.float32), "unlabeled scan")
-    launcher = FakeLauncher()
-    workflow = ContrastSegWorkflow(scene, launcher=launcher, jobs_dir=tmp_path / "jobs", env={},
-                                   models_dir=tmp_path / "models")
+    workflow, launcher, volume, segmentation, extra = with_fake_jobs(tmp_path)
     stages = [replace(default_pretraining(5)[0], stage="masked", strategy="patches"), default_pretraining(5)[1]]
     workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=stages, settings=TINY, **TINY_GRID,
                       cpu_time_budget=600, wait=True)

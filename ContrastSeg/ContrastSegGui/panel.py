@@ -56,7 +56,8 @@ class ContrastSegPanel:
         for button, handler in ((ui.addPairButton, self.onAddPair), (ui.removePairButton, self.onRemovePair),
                                 (ui.finetuneButton, self.onFinetune), (ui.segmentButton, self.onSegment),
                                 (ui.segmentFolderButton, self.onSegmentFolder), (ui.compareButton, self.onCompare),
-                                (ui.addToTrainingButton, self.onAddToTraining), (ui.evaluateButton, self.onEvaluate)):
+                                (ui.addToTrainingButton, self.onAddToTraining),
+                                (ui.evaluateButton, self.onEvaluate)):
             button.connect("clicked()", handler)
         ui.modelsFolderPath.currentPath = self.logic.models_folder()
         ui.modelsFolderPath.connect("currentPathChanged(QString)", self.onModelsFolderChanged)
@@ -146,23 +147,19 @@ class ContrastSegPanel:
         if self.jobs.owns(self.ui.finetuneButton):
             return self.jobs.cancel()
         p = self.parameters
-        folder = p.get("unlabeledFolder")
         self._start(self.ui.finetuneButton, "Fine-tuning", lambda: self.logic.finetune(
-            p.labeled_pairs(), pretrained=p.pretrained_path(), unlabeled=p.nodes("unlabeledVolume"), folders=[folder] if folder else [],
-            pretrain=p.pretraining(), settings=p.finetune_config(), preprocess=p.preprocess_config(),
-            segments=p.segment_names(), model_path=p.get("modelPath") or None, cpu_time_budget=p.cpu_time_budget(),
-            wait=False), self._finetuned)
+            p.labeled_pairs(), pretrained=p.pretrained_path(), **p.unlabeled_sources(), pretrain=p.pretraining(),
+            settings=p.finetune_config(), preprocess=p.preprocess_config(), segments=p.segment_names(),
+            model_path=p.get("modelPath") or None, cpu_time_budget=p.cpu_time_budget(), wait=False), self._finetuned)
 
     def onEvaluate(self):
         if self.jobs.owns(self.ui.evaluateButton):
             return self.jobs.cancel()
         p = self.parameters
-        folder = p.get("unlabeledFolder")
         self._start(self.ui.evaluateButton, "Evaluating on the labeled volumes", lambda: self.logic.evaluate_methods(
-            p.labeled_pairs(), unlabeled=p.nodes("unlabeledVolume"), folders=[folder] if folder else [],
-            pretrain_iterations=p.get("pretrainIterations"), iterations=p.get("iterations"),
-            preprocess=p.preprocess_config(), segments=p.segment_names(), device=p.get("device"),
-            cpu_time_budget=p.cpu_time_budget(), wait=False), self._evaluated)
+            p.labeled_pairs(), **p.unlabeled_sources(), pretrain_iterations=p.get("pretrainIterations"),
+            iterations=p.get("iterations"), preprocess=p.preprocess_config(), segments=p.segment_names(),
+            device=p.get("device"), cpu_time_budget=p.cpu_time_budget(), wait=False), self._evaluated)
 
     def onSegment(self):
         if self.jobs.owns(self.ui.segmentButton):

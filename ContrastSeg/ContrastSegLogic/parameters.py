@@ -158,6 +158,11 @@ class ContrastSegParameters:
                        mixup=self.get("mixup"), self_training_rounds=self.get("selfTrainingRounds"),
                        device=self.get("device"))
 
+    def unlabeled_sources(self) -> dict:
+        """The unlabeled scene volumes and folder, as the workflow's ``unlabeled`` and ``folders`` arguments."""
+        folder = self.get("unlabeledFolder")
+        return {"unlabeled": self.nodes("unlabeledVolume"), "folders": [folder] if folder else []}
+
     def cpu_time_budget(self) -> float | None:
         """Seconds a job may take on the CPU, or None (0 minutes: no budget)."""
         return self.get("timeBudgetMinutes") * 60 or None

@@ -123,7 +123,8 @@ class _CellRunner:
                            seed=seed, batch_size=p.batch_size,
                            volumes_per_batch=min(p.volumes_per_batch, len(self.prepared.split.pool)),
                            channels=p.channels, finetune_recipe=tuple(sorted(self.request.finetune_recipe.items())),
-                           time_budget=self.request.time_budget, **config_from_args(ExecutionConfig, self.request).to_json())
+                           time_budget=self.request.time_budget,
+                           **config_from_args(ExecutionConfig, self.request).to_json())
 
     def result(self, cell: Cell) -> tuple[dict, bool]:
         """(the cell's result.json content, whether it was computed now)."""

@@ -43,6 +43,7 @@ class DemoConfig(ExecutionConfig):
     seed: int = 0
     crop_size: int = 64
     spacing: float = 2.0
+    time_budget: float | None = None  # seconds of each method's chain (``runtime.budget``), None: the iterations
 
 
 def run_demo(out: str | os.PathLike, config: DemoConfig = DemoConfig(), overwrite: bool = False) -> list[dict]:
@@ -105,7 +106,7 @@ def _evaluate(name: str, model: Path, test_cases, staging: Path, config: DemoCon
 def _run_settings(config: DemoConfig, pool: int) -> RunSettings:
     return RunSettings(pretrain_iterations=config.pretrain_iterations, finetune_iterations=config.iterations,
                        seed=config.seed, volumes_per_batch=min(PretrainConfig.volumes_per_batch, pool),
-                       **config_from_args(ExecutionConfig, config).to_json())
+                       time_budget=config.time_budget, **config_from_args(ExecutionConfig, config).to_json())
 
 
 def _report(config: DemoConfig, split, seconds: dict[str, float], tables: str) -> str:

@@ -48,3 +48,13 @@ def test_demo_compares_methods_end_to_end(tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert {r["method"] for r in rows} == {"random", "GD+LR", "GD+SLC+mixup", "random+self-training"} and len(rows) == 4 * 3  # × 3 structures
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging folder left behind
+
+
+def test_the_demo_takes_a_time_budget_through_the_real_parser():
+    from ContrastSegLib.cli import build_parser
+    from ContrastSegLib.demo import _run_settings
+    from ContrastSegLib.settings import config_from_args
+    config = config_from_args(DemoConfig, build_parser().parse_args(["demo", "--time-budget", "2m"]))
+    settings = _run_settings(config, pool=4)
+    assert config.time_budget == 120 and settings.pretrain_config("global", "GD").time_budget == 40
+    assert settings.finetune_config(parse_method("GD+LR"), pretrain_seconds=50).time_budget == 70

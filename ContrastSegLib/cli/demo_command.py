@@ -6,6 +6,7 @@ import argparse
 
 from ..demo import DemoConfig, run_demo
 from ..errors import ContrastSegError
+from ..option_rules import DURATION
 from ..settings import config_from_args
 from ..training.methods import parse_method
 from .common import add_execution_options, add_overwrite_option, positive_int
@@ -28,10 +29,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pretrain-iterations", type=positive_int, default=defaults.pretrain_iterations,
                         help="iterations of each pre-training stage")
     parser.add_argument("--methods", type=method_list, default=defaults.methods,
-                        help="comma-separated: random, GR, GD-, GD, GD+LR, GD+LD, GD+supervised-local, ... (each "
-                             "+mixup); default "
+                        help="comma-separated: random, GR, GD-, GD, GD+LR, GD+LD, GD+supervised-local, MIM, "
+                             "MIM+LR, ... (each +mixup); default "
                              + ",".join(defaults.methods))
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--time-budget", type=DURATION.parse, default=None, metavar="DURATION",
+                        help="wall-clock budget of each method's training, e.g. 2m: each pre-training stage a third, "
+                             "fine-tuning the rest (default: the iterations)")
     add_execution_options(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run)

@@ -191,9 +191,11 @@ class FinetuneConfig(ExecutionConfig, ScheduleConfig):
                                        "rounds of self-training (1 when given alone): the model pseudo-labels the "
                                        "unlabeled volumes and trains again on labeled + confident pseudo-labeled "
                                        "pixels", nargs="?", const=1, metavar="ROUNDS")
-    pseudo_keep: float = option(0.5, "--pseudo-keep", finite_between(0, 1),
+    pseudo_keep: float = option(1.0, "--pseudo-keep", finite_between(0, 1),
                                 "share of each class's pseudo-labeled pixels kept, the most confident ones (the "
-                                "threshold is that class's confidence quantile; 1: every argmax pixel)")
+                                "threshold is that class's confidence quantile); 1, the default: every argmax "
+                                "pixel, as Chaitanya et al. (ignoring the unsure pixels removed the background "
+                                "around the structures and taught false positives: benchmarks/RESULTS.md)")
     labeled_share: float = option(0.5, "--labeled-share", FRACTION,
                                   "share of every self-training batch drawn from the labeled volumes")
 

@@ -155,8 +155,9 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
         before = _Snapshot.of(model, step_fn)
         pseudo = pseudo_label(model, unlabeled, plan, config.pseudo_keep)
         kept = float(np.mean([(v.label != IGNORE).mean() for v in pseudo]))
-        reporter.log(f"self-training round {round_number}: pseudo-labels for {len(pseudo)} volume(s), {kept:.0%} "
-                     f"of pixels kept (the most confident {config.pseudo_keep:.0%} of each class), "
+        kept_how = ("every pixel labeled by its argmax" if config.pseudo_keep >= 1 else
+                    f"{kept:.0%} of pixels kept (the most confident {config.pseudo_keep:.0%} of each class)")
+        reporter.log(f"self-training round {round_number}: pseudo-labels for {len(pseudo)} volume(s), {kept_how}, "
                      f"{phase.labeled_share:.0%} of every batch labeled")
         phase.run(LabeledSliceBank(train, plan.device), LabeledSliceBank(pseudo, plan.device),
                   round_number * phase.iterations)

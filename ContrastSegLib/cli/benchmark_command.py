@@ -16,7 +16,8 @@ from ..benchmark.runner import BenchmarkRequest, run_benchmark
 from ..errors import ContrastSegError
 from ..option_rules import DURATION
 from ..runtime.budget import format_duration
-from ..settings import ExecutionConfig, FinetuneConfig, add_options, command_arguments, option_fields
+from ..settings import (ExecutionConfig, FinetuneConfig, ScheduleConfig, add_options, command_arguments,
+                        option_fields)
 from .common import OneLineParser, add_execution_options, name_list, positive_int
 
 
@@ -71,14 +72,15 @@ def _counts(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, e.g. 1,2,8; got {text!r}") from None
 
 
-RECIPE_EXCLUDED = (ExecutionConfig, "iterations", "batch_size", "seed", "mixup", "self_training_rounds")
+RECIPE_EXCLUDED = (ExecutionConfig, ScheduleConfig, "iterations", "batch_size", "seed", "mixup", "self_training_rounds")
 RECIPE_FLAGS = [f.metadata["flags"][0] for f in option_fields(FinetuneConfig) if f.name not in
                 {n for e in RECIPE_EXCLUDED for n in ([x.name for x in fields(e)] if isinstance(e, type) else [e])}]
 
 
 def recipe(text: str) -> dict:
     """``'--flips both --lr 3e-4'`` -> {"flips": "both", "learning_rate": 0.0003}, checked by the fine-tuning
-    options' own rules; iterations, batch, seed, Mixup and self-training come from the profile and the method."""
+    options' own rules; iterations, batch, seed, Mixup and self-training come from the profile and the method, the
+    time budget and plateau stop from the benchmark's own options."""
     parser = OneLineParser(prog="contrastseg benchmark --finetune", add_help=False)
     add_options(parser, FinetuneConfig, exclude=RECIPE_EXCLUDED, keep_unset=True)
     try:

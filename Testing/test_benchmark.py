@@ -408,3 +408,31 @@ def test_the_gap_table_is_the_share_of_the_distance_to_full():
     table = gap_table(rows, ["random", "GD+LR", "full"])
     assert "| GD+LR | 1 | 0.500 | 0.700 | 0.900 | 50% |" in table  # (0.7 − 0.5) / (0.9 − 0.5)
     assert "add `full`" in gap_table(rows[:4], ["random", "GD+LR"])
+
+
+def test_a_stop_during_a_cell_ends_the_run_and_records_no_stopped_cell(tmp_path, monkeypatch, capsys):
+    """The stop file (as SIGTERM would) appears while the second cell fine-tunes: that training stops and keeps
+    its weights, but the run ends there as an interruption (exit 130) — the stopped cell is not scored, and the
+    next run computes exactly it."""
+    from ContrastSegLib.benchmark import pipeline
+    stop_file = tmp_path / "stop"
+    monkeypatch.setenv("CONTRASTSEG_STOP_FILE", str(stop_file))
+    calls, original = [], pipeline.run_finetune
+
+    def stopping(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            stop_file.touch()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_finetune", stopping)
+    out = tmp_path / "stopped"
+    code, _, _ = benchmark(capsys, out, "--methods", "random", "--labeled", "1", "--seeds", "2")
+    assert code == 130
+    assert (out / "cells" / "random" / "labeled1_seed0" / "result.json").is_file()
+    assert_nothing_written(out / "cells" / "random" / "labeled1_seed1", out / "cells")
+    assert not (out / "results.csv").exists()
+    stop_file.unlink()
+    code, _, _ = benchmark(capsys, out, "--methods", "random", "--labeled", "1", "--seeds", "2")
+    assert code == 0 and len(calls) == 3  # only the stopped cell again
+    assert [r["seed"] for r in read_results(out)] == ["0", "1"]

@@ -33,6 +33,7 @@ from ..io import atomic_path, check_output_path, read_image, read_label, write_t
 from ..preprocess import canonical_spacing, median_plane_spacing
 from ..runtime.budget import format_duration
 from ..runtime.progress import ProgressReporter
+from ..runtime.stop import end_if_stopped
 from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, FinetuneConfig, PreprocessConfig, PretrainConfig, Stage,
                         command_arguments)
 from ..training.finetune_job import run_finetune
@@ -112,6 +113,7 @@ def _run_folds(request: CompareRequest, methods: Sequence[str], cases: Sequence[
             init = _pretrain_chain(method, request, preprocess, share, train, out, folder / name, pretrained)
             model, _ = run_finetune(train, folder / name / "model.pt", _finetune_config(request, method, share),
                                     None if init else preprocess, channels=request.channels, init=init)
+            end_if_stopped()
             rows.append({"case": case.id, "fold": fold, "method": name, "labeled": len(cases) - 1,
                          "seed": fold, "dice_mean": _score(model, case, folder / name, request, dataset)})
             done += 1
@@ -170,6 +172,7 @@ def _pretrain_chain(method: Method, request: CompareRequest, preprocess: Preproc
             run_pretrain(list(request.unlabeled), path, config, None if init else preprocess,
                          channels=request.channels, init=init)
             pretrained[step.chain] = path
+        end_if_stopped()
         init = path
     return init
 

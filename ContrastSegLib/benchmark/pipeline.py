@@ -3,7 +3,9 @@ pre-training stages (each a checkpoint the caller may reuse) -> fine-tuning -> p
 Dice / HD95 rows, with an optional overlay PNG per volume.
 
 Every stage goes through the library's job functions (``run_pretrain``, ``run_finetune``, ``run_predict``), which
-refuse a split's test cases; this module only chooses their arguments.
+refuse a split's test cases; this module only chooses their arguments. A stop request (SIGINT, SIGTERM) during a
+stage ends the whole chain as an interruption once that stage has written its weights (``runtime.stop``): a stopped
+stage is never scored or reused as a finished one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..io import read_image, read_label
 from ..io.read import case_stem
 from ..runtime.budget import finetune_budget, stage_budget
 from ..runtime.progress import ProgressReporter
+from ..runtime.stop import end_if_stopped
 from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, FinetuneConfig, PreprocessConfig, PretrainConfig, Stage,
                         config_from_args)
 from ..training.finetune import FinetuneResult
@@ -94,6 +97,7 @@ def pretrain_stage(step: PretrainStep, data: Path, split: Path, out: Path, prepr
     path, _ = run_pretrain([] if step.supervised else [data], out, config, preprocess, channels=settings.channels,
                            init=init, split=split, labeled=data if step.supervised else None,
                            reporter=ProgressReporter(f"pretrain-{step.stage}", settings.pretrain_iterations))
+    end_if_stopped()  # stopped: not a finished stage (the benchmark records none, so its next run trains it again)
     return path
 
 
@@ -103,8 +107,10 @@ def finetune_method(method: Method, data: Path, split: Path, out: Path, preproce
     """Fine-tune on the split's train_labeled cases (Mixup / self-training as ``method`` says; self-training
     pseudo-labels the split's train_unlabeled cases) into the checkpoint ``out``."""
     config = settings.finetune_config(method, pretrain_seconds)
-    return run_finetune(data, out, config, preprocess, channels=settings.channels, split=split, init=init,
-                        reporter=ProgressReporter("finetune", config.total_iterations))
+    result = run_finetune(data, out, config, preprocess, channels=settings.channels, split=split, init=init,
+                          reporter=ProgressReporter("finetune", config.total_iterations))
+    end_if_stopped()  # stopped: not a finished cell (its staging folder goes)
+    return result
 
 
 def predict_cases(model: Path, test_cases: Sequence[Case], predictions: Path, settings: RunSettings) -> None:

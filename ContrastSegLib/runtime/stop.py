@@ -80,6 +80,14 @@ def keep_on_stop() -> None:
     _state.keeping = True
 
 
+def end_if_stopped() -> None:
+    """For jobs made of several trainings (benchmark, compare, demo): after a stop request, the stopped training's
+    weights are not a finished result, and later trainings would stop at once; so end the whole job here as an
+    interruption (``KeyboardInterrupt``: exit status 130), keeping only what had finished."""
+    if stop_requested() is not None:
+        raise KeyboardInterrupt
+
+
 def stop_requested() -> str | None:
     """What asked the training loop to stop: a signal's name ("SIGTERM"), :data:`STOP_FILE`, or None."""
     if _state.requested is None and _state.keeping:

@@ -189,8 +189,9 @@ class FinetuneConfig(ExecutionConfig, ScheduleConfig):
                               "weight of cross-entropy beside Dice (0: Dice only, as the paper)")
     self_training_rounds: int = option(0, "--self-training", whole_between(0, 100),
                                        "rounds of self-training (1 when given alone): the model pseudo-labels the "
-                                       "unlabeled volumes and trains again on labeled + confident pseudo-labeled "
-                                       "pixels", nargs="?", const=1, metavar="ROUNDS")
+                                       "unlabeled volumes and trains again on labeled + pseudo-labeled slices "
+                                       "(see --pseudo-keep, --labeled-share)", nargs="?", const=1,
+                                       metavar="ROUNDS")
     pseudo_keep: float = option(1.0, "--pseudo-keep", finite_between(0, 1),
                                 "share of each class's pseudo-labeled pixels kept, the most confident ones (the "
                                 "threshold is that class's confidence quantile); 1, the default: every argmax "

@@ -1,4 +1,5 @@
-"""Batched geometric augmentation on the training device: rotation, scaling, flips and elastic warping.
+"""Batched geometric augmentation on the training device: rotation, scaling, and (when asked) flips and elastic
+warping.
 
 Images and one-hot targets are warped by the same sampling grid, so labels move with the pixels.
 """

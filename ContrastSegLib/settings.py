@@ -302,7 +302,7 @@ def add_options(target: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
     """One option per flagged field of ``cls`` on ``target`` (a parser or an argument group), ``dest`` the field's
     name, default the field's. ``exclude``: field names, or config classes whose fields to leave out.
     ``keep_unset``: an option not given sets nothing, so that :func:`options_given` can tell."""
-    left_out = _names(exclude)
+    left_out = field_names(exclude)
     for item in option_fields(cls):
         if item.name in left_out:
             continue
@@ -334,7 +334,7 @@ def options_given(cls: type[Config], args: argparse.Namespace) -> bool:
 def command_arguments(config: Config, exclude: Iterable[str | type] = ()) -> list[str]:
     """The flags that reproduce ``config`` through :func:`add_options` and :func:`config_from_args`, every field
     explicit; a None value, which no flag spells, by leaving its flag out (its default is None)."""
-    left_out, words = _names(exclude), []
+    left_out, words = field_names(exclude), []
     for item in option_fields(type(config)):
         value, flag = getattr(config, item.name), item.metadata["flags"][0]
         if item.name in left_out or value is None:
@@ -346,6 +346,7 @@ def command_arguments(config: Config, exclude: Iterable[str | type] = ()) -> lis
     return words
 
 
-def _names(exclude: Iterable[str | type]) -> set[str]:
+def field_names(exclude: Iterable[str | type]) -> set[str]:
+    """Field names, and the fields of config classes, as ``add_options`` and ``command_arguments`` take them."""
     return {name for entry in exclude for name in ([f.name for f in fields(entry)] if isinstance(entry, type)
                                                    else [entry])}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..benchmark.cells import FULL
@@ -17,7 +17,7 @@ from ..errors import ContrastSegError
 from ..option_rules import DURATION
 from ..runtime.budget import format_duration
 from ..settings import (ExecutionConfig, FinetuneConfig, ScheduleConfig, add_options, command_arguments,
-                        option_fields)
+                        field_names, option_fields)
 from .common import OneLineParser, add_execution_options, name_list, positive_int
 
 
@@ -73,8 +73,8 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 RECIPE_EXCLUDED = (ExecutionConfig, ScheduleConfig, "iterations", "batch_size", "seed", "mixup", "self_training_rounds")
-RECIPE_FLAGS = [f.metadata["flags"][0] for f in option_fields(FinetuneConfig) if f.name not in
-                {n for e in RECIPE_EXCLUDED for n in ([x.name for x in fields(e)] if isinstance(e, type) else [e])}]
+RECIPE_FLAGS = [f.metadata["flags"][0] for f in option_fields(FinetuneConfig)
+                if f.name not in field_names(RECIPE_EXCLUDED)]
 
 
 def recipe(text: str) -> dict:

@@ -86,12 +86,15 @@ class PlateauRule:
     def for_iterations(cls, iterations: int) -> "PlateauRule":
         return cls(window=max(50, iterations // 20))
 
-    def plateaued(self, losses: list[float]) -> bool:
-        """Whether the curve ``losses`` (one per step so far) has reached the plateau: only at a window's end."""
-        count = len(losses) // self.window
-        if count < max(self.min_windows, self.patience + 1) or len(losses) % self.window:
+    def plateaued(self, losses: list[float], start: int = 0) -> bool:
+        """Whether the curve ``losses[start:]`` (one per step so far) has reached the plateau: only at a window's
+        end, so between window ends nothing is computed (or copied)."""
+        steps = len(losses) - start
+        count = steps // self.window
+        if count < max(self.min_windows, self.patience + 1) or steps % self.window:
             return False
-        means = [sum(losses[i * self.window:(i + 1) * self.window]) / self.window for i in range(count)]
+        means = [sum(losses[start + i * self.window:start + (i + 1) * self.window]) / self.window
+                 for i in range(count)]
         best = min(means[:count - self.patience])
         return all(mean > best * (1 - self.min_drop) for mean in means[count - self.patience:])
 
@@ -116,10 +119,11 @@ class StepSchedule:
         self.started_at = _now()
         return self
 
-    def on_step(self, step: int, losses: list[float]) -> bool:
+    def on_step(self, step: int, losses: list[float], start: int = 0) -> bool:
+        """``losses[start:]``: this run's curve (``start`` > 0 where ``losses`` also holds earlier rounds')."""
         if self.budget_s is not None and not self.planned:
             self._probe(step)
-        if self.plateau is not None and self.plateau.plateaued(losses):
+        if self.plateau is not None and self.plateau.plateaued(losses, start):
             self.reason, self.iterations = "the training loss reached a plateau", step
             return False
         return step < self.iterations

@@ -227,7 +227,6 @@ class _Phase:
         self.model, self.config, self.plan, self.validation = model, config, plan, validation
         self.reporter, self.result, self.tracker, self.step_fn = reporter, result, tracker, step_fn
         self.labeled_share = labeled_share_of(config.batch_size, config.labeled_share) / config.batch_size
-
         self.iterations = config.iterations  # per round; a time budget sets it in the first round
         self.last_round_steps = 0
 
@@ -251,7 +250,7 @@ class _Phase:
             stop = stop_requested()
             if schedule.plateau is not None and (step - offset) % schedule.plateau.window == 0:
                 self._flush(recent, step)  # the rule looks at the curve at the end of each window
-            going = schedule.on_step(step, self.result.losses[first:]) and not stop
+            going = schedule.on_step(step, self.result.losses, first) and not stop
             if len(recent) == 10 or not going:
                 self._flush(recent, step)
             if self.validation and (step % config.validate_every == 0 or not going):

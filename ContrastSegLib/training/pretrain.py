@@ -212,7 +212,9 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
             state.stopped = Stopped(step, config.iterations, stop_requested() or "SIGTERM")
             reporter.stopped(step, state.stopped.signal)
             break
-        going = _agreed(schedule.on_step(step, state.losses), context, plan.device)
+        going = schedule.on_step(step, state.losses)
+        if schedule.budget_s is not None:  # each rank plans from its own clock; the plateau rule sees the same
+            going = _agreed(going, context, plan.device)  # (global) loss everywhere and needs no agreement
         if schedule.planned:
             state.planned = schedule.iterations
         if on_checkpoint is not None and context.is_main and (step % config.checkpoint_every == 0 or not going):

@@ -32,6 +32,9 @@ def pseudo_label(model: nn.Module, volumes: Sequence[PreparedVolume], plan: Exec
     the confidence over all pixels of all ``volumes`` predicted as c (``keep`` 1: the argmax everywhere, as
     Chaitanya et al. 2020). A fixed absolute threshold would keep almost nothing of a structure the model is
     still unsure of, and almost everything of the background."""
+    if keep >= 1:  # the default: nothing to rank, so no confidence is kept across volumes
+        return [replace(v, label=slice_probabilities(model, v.image, plan).max(1).indices.to(torch.uint8)
+                        .cpu().numpy()) for v in volumes]
     predictions = []
     for volume in volumes:
         confidence, classes = slice_probabilities(model, volume.image, plan).max(1)
@@ -47,15 +50,16 @@ def pseudo_label(model: nn.Module, volumes: Sequence[PreparedVolume], plan: Exec
 
 def class_thresholds(predictions: Sequence[tuple[torch.Tensor, torch.Tensor]], keep: float) -> torch.Tensor:
     """(confidence, argmax class) pairs of equal shapes -> (C,) the (1 − keep) confidence quantile of each class
-    over its pixels (classes never predicted: 0)."""
+    over its pixels (on a seeded sample of ``QUANTILE_SAMPLE`` of them for a larger class; never predicted: 0)."""
     confidence = torch.cat([c.flatten() for c, _ in predictions]).float()
     classes = torch.cat([k.flatten() for _, k in predictions]).long()
     thresholds = torch.zeros(int(classes.max()) + 1)
+    generator = torch.Generator().manual_seed(0)
     for c in classes.unique().tolist():
         values = confidence[classes == c]
-        if keep < 1:
-            thresholds[c] = torch.quantile(values[torch.randperm(len(values), generator=torch.Generator()
-                                                                .manual_seed(0))[:QUANTILE_SAMPLE]], 1 - keep)
+        if len(values) > QUANTILE_SAMPLE:
+            values = values[torch.randint(len(values), (QUANTILE_SAMPLE,), generator=generator)]
+        thresholds[c] = torch.quantile(values, 1 - keep)
     return thresholds
 
 

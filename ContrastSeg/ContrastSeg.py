@@ -15,6 +15,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 from ContrastSegLogic import ContrastSegWorkflow
+from ContrastSegLogic.annotation import prepare_annotation
 from ContrastSegLogic.dependencies import TORCH_REQUIREMENT, ensure_dependencies
 
 MODELS_FOLDER_KEY = "ContrastSeg/ModelsFolder"
@@ -30,7 +31,8 @@ class ContrastSeg(ScriptedLoadableModule):
         self.parent.helpText = (
             "Segment many scans after annotating two or three: pre-train a 2-D UNet on your unlabeled volumes with "
             "contrastive learning, fine-tune it on the labeled ones, and segment the rest into new segmentation "
-            "nodes. See <a href='https://github.com/contrastseg/SlicerContrastSeg'>the documentation</a>.")
+            "nodes. It also suggests which volumes to annotate next, and lists the segmentations most likely wrong "
+            "first. See <a href='https://github.com/contrastseg/SlicerContrastSeg'>the documentation</a>.")
         self.parent.acknowledgementText = (
             "Methods: Chaitanya et al., NeurIPS 2020 (global/local contrastive pre-training); Hu et al., MICCAI 2021 "
             "(semi-supervised local contrastive loss).")
@@ -52,6 +54,9 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
         logic = ContrastSegLogic()
         model = logic.finetune(labeled=[(volume, segmentation)], pretrained="pretrained.pt", wait=True)
         result = logic.segment(other_volume, model, wait=True)   # a new "<volume> ContrastSeg" segmentation node
+        review = logic.segment([scan2, scan3], model, review=True)   # one row per volume, most likely wrong first
+        rows = logic.suggest(unlabeled=[scan2, scan3], model=model, count=1, wait=True)  # what to annotate next
+        logic.annotate(rows[0])                                  # its volume shown, the Segment Editor opened on it
 
     Every job method first makes sure the Python packages are there (asking before installing), then runs the
     workflow's method of the same name. ``wait=True`` keeps Slicer responsive while it waits.
@@ -98,9 +103,20 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
     segment_folder = _with_packages("segment_folder")
     compare = _with_packages("compare")
     evaluate_methods = _with_packages("evaluate_methods")
+    suggest = _with_packages("suggest")
 
     def add_to_training_set(self, *args, **kwargs):
         return self.workflow.add_to_training_set(*args, **kwargs)
+
+    def annotate(self, suggestion: dict, classes=()) -> tuple:
+        """Open a row of ``suggest`` for annotation: its volume (a file is loaded) in the slice views and a
+        segmentation to paint ("<volume> segmentation", an empty segment per class of ``classes``), then the
+        Segment Editor on both. Returns (volume, segmentation)."""
+        volume, segmentation = prepare_annotation(self.workflow.scene, suggestion, classes)
+        slicer.util.setSliceViewerLayers(background=volume, foreground=None, fit=True)
+        if slicer.util.mainWindow() is not None:  # a script without the main window has no module to open
+            slicer.util.selectModule("SegmentEditor")
+        return volume, segmentation
 
 
 def _install_torch() -> bool:

@@ -113,6 +113,19 @@ class PreprocessConfig(Config):
         return self
 
 
+@dataclass(frozen=True)
+class SuggestConfig(ExecutionConfig):
+    """Settings of an annotation suggestion (``contrastseg suggest``, Slicer's "Suggest volumes to annotate").
+
+    count: volumes to suggest; uncertain_share: with a fine-tuned model, the picks are made among this share of the
+    candidates, the most uncertain ones (at least ``count``), by the same k-center coverage."""
+
+    count: int = option(2, "--count", POSITIVE_WHOLE, "number of volumes to suggest for annotation")
+    uncertain_share: float = option(0.5, "--uncertain-share", FRACTION,
+                                    "with a fine-tuned --model: choose among this share of the candidates, the most "
+                                    "uncertain (mean entropy in the predicted structures and their border)")
+
+
 DEFAULT_MAX_VOXELS = 2 ** 30  # about 1.07e9 voxels: 4 GiB as float32
 
 

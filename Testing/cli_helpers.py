@@ -169,3 +169,17 @@ BAD_IMAGES = {
     "Inf voxel": (inf_nrrd, "NaN or Inf"),
     "one slice": (one_slice_image, "at least 2 slices"),
 }
+
+
+def phantom_model_subprocess(root: Path, subjects: int, iterations: int) -> tuple[Path, Path]:
+    """(model, data): a tiny model fine-tuned on ``subjects`` phantoms (family 4) by ``contrastseg finetune`` in a
+    subprocess with one torch thread, as the Slicer module runs it."""
+    from ContrastSegLib.data.phantom import write_phantom_dataset
+    data = write_phantom_dataset(root / "phantoms", subjects, seed=4)
+    model = root / "model.pt"
+    done = subprocess.run([sys.executable, "-m", "ContrastSegLib", "finetune", "--labeled", str(data), "--out",
+                           str(model), "--iterations", str(iterations), "--batch-size", "4", "--crop-size", "32",
+                           "--channels", "8,16", "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return model, data

@@ -279,7 +279,7 @@ def prediction_folder(workspace, phantoms, trained):
 
 def test_predict_a_folder_into_an_output_folder(phantoms, prediction_folder):
     names = sorted(p.name for p in prediction_folder.iterdir())
-    assert names == [f"phantom_00{i}_seg.nii.gz" for i in range(4)]
+    assert names == [f"phantom_00{i}_seg.nii.gz" for i in range(4)] + ["review.csv"]
     for index in range(4):
         image = sitk.ReadImage(str(phantoms / "imagesTr" / f"phantom_00{index}.nii.gz"))
         label = sitk.ReadImage(str(prediction_folder / f"phantom_00{index}_seg.nii.gz"))

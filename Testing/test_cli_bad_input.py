@@ -294,7 +294,7 @@ def test_predict_folder_output_exists(capsys, tmp_path, good_pairs, model):
         assert file_state(out / "old_seg.nii.gz" if existing == "folder" else out) == before
         code, _, err = run_cli(capsys, *argv, "--overwrite")
         assert code == 0, err
-        assert sorted(p.name for p in out.iterdir()) == ["alpha_seg.nii.gz", "beta_seg.nii.gz"]
+        assert sorted(p.name for p in out.iterdir()) == ["alpha_seg.nii.gz", "beta_seg.nii.gz", "review.csv"]
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 

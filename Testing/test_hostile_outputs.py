@@ -203,6 +203,7 @@ def test_a_stop_signal_during_folder_predict_leaves_no_staging(tmp_path, model):
     assert [line for line in err.splitlines() if "removed" in line] == [
         f"contrastseg: removed {stale}, left by an interrupted run"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "case00_seg.nii.gz", "case00_seg_uncertainty.nii.gz", "case01_seg.nii.gz", "case01_seg_uncertainty.nii.gz"]
+        "case00_seg.nii.gz", "case00_seg_uncertainty.nii.gz", "case01_seg.nii.gz", "case01_seg_uncertainty.nii.gz",
+        "review.csv"]
     no_partial(tmp_path)
     assert np.asarray(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "case00_seg.nii.gz")))).shape == (8, 64, 64)

@@ -62,6 +62,14 @@ def test_blood_is_brighter_than_myocardium():
     assert np.median(image.array[label.array == 3]) > 2.0 * np.median(image.array[label.array == 2])
 
 
+def test_a_dark_blood_subject_has_the_same_anatomy_with_the_contrast_turned_round():
+    bright, label = make_phantom(1, seed=0)
+    dark, dark_label = make_phantom(1, seed=0, dark_blood=True)
+    assert np.array_equal(label.array, dark_label.array)
+    assert np.median(dark.array[label.array == 2]) > 2.0 * np.median(dark.array[label.array == 1])
+    assert np.median(dark.array[label.array == 2]) > 2.0 * np.median(dark.array[label.array == 3])
+
+
 def test_colors_cover_every_label():
     assert set(LABEL_COLORS) == set(LABEL_NAMES)
     assert all(len(rgb) == 3 and all(0 <= c <= 255 for c in rgb) for rgb in LABEL_COLORS.values())

@@ -313,16 +313,9 @@ def test_scene_close_and_module_lifecycle(session):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A fine-tuned phantom model from the real CLI, and a folder of two scans to segment."""
-    import sys
-    from ContrastSegLib.data.phantom import write_phantom_dataset
-    root = tmp_path_factory.mktemp("tiny-model")
-    data = write_phantom_dataset(root / "phantoms", 3, seed=4)
-    model = root / "model.pt"
-    done = subprocess.run([sys.executable, "-m", "ContrastSegLib", "finetune", "--labeled", str(data), "--out",
-                           str(model), "--iterations", "20", "--batch-size", "4", "--crop-size", "32", "--channels",
-                           "8,16", "--device", "cpu"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-2000:]
+    from cli_helpers import phantom_model_subprocess
+    model, data = phantom_model_subprocess(tmp_path_factory.mktemp("tiny-model"), 3, 20)
+    root = model.parent
     scans = root / "to segment"
     scans.mkdir()
     for image in sorted((data / "imagesTr").glob("*.nii.gz"))[:2]:
@@ -341,8 +334,8 @@ def test_segment_a_folder_to_files(session, tiny_model, tmp_path):
     before = scene_node_ids(slicer.mrmlScene)
     run_job(session, ui.segmentFolderButton, "segmenting a folder")
     written = sorted(p.name for p in (tmp_path / "segmentations").iterdir())
-    assert written == sorted(p.name.replace(".nii.gz", "_seg.nii.gz") for p in scans.iterdir())
-    assert "Wrote 2 file(s)" in ui.statusLabel.text and scene_node_ids(slicer.mrmlScene) == before
+    assert written == sorted([p.name.replace(".nii.gz", "_seg.nii.gz") for p in scans.iterdir()] + ["review.csv"])
+    assert "Wrote 2 segmentation(s)" in ui.statusLabel.text and scene_node_ids(slicer.mrmlScene) == before
     click(ui.segmentFolderButton)  # the output folder exists now: refused, with one message
     assert len(session.dialogs.errors) == 1 and "already exists" in session.dialogs.errors[0]
 

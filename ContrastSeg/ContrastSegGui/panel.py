@@ -15,12 +15,16 @@ import vtk
 
 from ContrastSegLogic.checkpoints import describe_checkpoint
 from ContrastSegLogic.classes import segment_ids, classes_of
+from ContrastSegLogic.errors import SceneInputError
 from ContrastSegLogic.parameters import FIELDS, ContrastSegParameters
+from ContrastSegLogic.review_table import show_in_views
 
 from .bindings import CheckableNames, GuiBinding, RadioChoice
 from .job_view import JobView, shown_errors
-from .tables import show_metrics, show_pairs, show_segment_names, show_verdict
+from .tables import show_metrics, show_pairs, show_review, show_segment_names, show_suggestions, show_verdict
 
+PRETRAIN_FIRST = ("There is no model to suggest volumes with yet. Pre-train on the unlabeled volumes now (the Model "
+                  "section's stages), keep the checkpoint for fine-tuning, then suggest?")
 
 
 class ContrastSegPanel:
@@ -50,15 +54,21 @@ class ContrastSegPanel:
             "unlabeledVolume": ui.unlabeledVolumesSelector, "segmentVolume": ui.segmentVolumesSelector,
             "labeledVolume": ui.labeledVolumeSelector, "labeledSegmentation": ui.labeledSegmentationSelector,
             "reviewVolume": ui.reviewVolumeSelector, "reviewPrediction": ui.reviewPredictionSelector,
-            "reviewReference": ui.reviewReferenceSelector,
+            "reviewReference": ui.reviewReferenceSelector, "suggestCount": ui.suggestCountSpin,
         })
-        self.jobs = JobView(ui, [ui.finetuneButton, ui.segmentButton, ui.segmentFolderButton, ui.evaluateButton])
+        self.jobs = JobView(ui, [ui.finetuneButton, ui.segmentButton, ui.segmentFolderButton, ui.evaluateButton,
+                                 ui.suggestButton])
         for button, handler in ((ui.addPairButton, self.onAddPair), (ui.removePairButton, self.onRemovePair),
                                 (ui.finetuneButton, self.onFinetune), (ui.segmentButton, self.onSegment),
                                 (ui.segmentFolderButton, self.onSegmentFolder), (ui.compareButton, self.onCompare),
                                 (ui.addToTrainingButton, self.onAddToTraining),
-                                (ui.evaluateButton, self.onEvaluate)):
+                                (ui.evaluateButton, self.onEvaluate), (ui.suggestButton, self.onSuggest),
+                                (ui.annotateButton, self.onAnnotate)):
             button.connect("clicked()", handler)
+        ui.suggestionsTable.connect("cellClicked(int,int)", self.onSuggestionClicked)
+        ui.reviewTable.connect("cellClicked(int,int)", self.onReviewClicked)
+        self.suggestions: list[dict] = []  # rows of the last suggestion job (``suggest``)
+        self.review: list[dict] = []  # rows of the last segmentation's review table
         ui.modelsFolderPath.currentPath = self.logic.models_folder()
         ui.modelsFolderPath.connect("currentPathChanged(QString)", self.onModelsFolderChanged)
         self._observed = None
@@ -78,9 +88,13 @@ class ContrastSegPanel:
         self.refresh()
 
     def forget_parameters(self) -> None:
+        """Let go of the parameter node and of the tables that show this scene's nodes."""
         if self._observed is not None:
             self._observed[0].RemoveObserver(self._observed[1])
         self._observed, self.parameters, self.binding.parameters = None, None, None
+        self.suggestions, self.review = [], []
+        show_suggestions(self.ui.suggestionsTable, [])
+        show_review(self.ui.reviewTable, [])
 
     def refresh(self) -> None:
         """Everything that shows the parameter node: fields, the pairs, the segments to learn, the model's classes."""
@@ -161,6 +175,21 @@ class ContrastSegPanel:
             iterations=p.get("iterations"), preprocess=p.preprocess_config(), segments=p.segment_names(),
             device=p.get("device"), cpu_time_budget=p.cpu_time_budget(), wait=False), self._evaluated)
 
+    def onSuggest(self):
+        if self.jobs.owns(self.ui.suggestButton):
+            return self.jobs.cancel()
+        p = self.parameters
+        model, pretrain = p.suggestion_model(), None
+        if model is None and p.pretraining() and not self.jobs.running:
+            if not slicer.util.confirmOkCancelDisplay(PRETRAIN_FIRST, windowTitle="ContrastSeg"):
+                return
+            pretrain = p.pretraining()
+        annotated = [volume for volume, _ in p.labeled_pairs() if volume is not None]
+        self._start(self.ui.suggestButton, "Suggesting volumes to annotate", lambda: self.logic.suggest(
+            **p.unlabeled_sources(), model=model, count=p.get("suggestCount"), labeled_volumes=annotated,
+            pretrain=pretrain, preprocess=p.preprocess_config(), device=p.get("device"),
+            cpu_time_budget=p.cpu_time_budget(), wait=False), self._suggested)
+
     def onSegment(self):
         if self.jobs.owns(self.ui.segmentButton):
             return self.jobs.cancel()
@@ -190,17 +219,55 @@ class ContrastSegPanel:
         kept = getattr(job, "pretrained_model", None)
         self.ui.statusLabel.text = f"Model saved: {job.result}" + (f" (pre-trained: {kept})" if kept else "")
 
+    def _suggested(self, job) -> None:
+        self.suggestions = job.result
+        show_suggestions(self.ui.suggestionsTable, self.suggestions)
+        kept = getattr(job, "pretrained_model", None)
+        if kept:  # fine-tuning starts from it rather than pre-training again
+            self.parameters.set("pretrainedPath", kept)
+            self.parameters.set("initialisation", "pretrained-file")
+        self.ui.statusLabel.text = (f"Suggested {len(self.suggestions)} volume(s): click one to annotate it"
+                                    + (f" (pre-trained model kept: {kept})" if kept else ""))
+
+    def onAnnotate(self):
+        self.onSuggestionClicked(self.ui.suggestionsTable.currentRow())
+
+    def onSuggestionClicked(self, row: int, column: int = 0) -> None:
+        """The suggestion shown (a folder scan loaded), with a segmentation to paint, in the Segment Editor."""
+        with shown_errors("Opening the volume for annotation"):
+            if not 0 <= row < len(self.suggestions):
+                raise SceneInputError("select a suggested volume in the table first")
+            complete = [s for v, s in self.parameters.labeled_pairs() if v is not None and s is not None]
+            classes = classes_of(complete[0], segment_ids(complete[0])) if complete else []
+            volume, segmentation = self.logic.annotate(self.suggestions[row], classes)
+            self.parameters.set_single("labeledVolume", volume)
+            self.parameters.set_single("labeledSegmentation", segmentation)
+            self.ui.statusLabel.text = (f"Paint '{volume.GetName()}' in '{segmentation.GetName()}' (Segment Editor), "
+                                        "then add it here as a labeled pair")
+
     def _segmented(self, job) -> None:
         nodes = job.result
-        segmentations = [n for n in nodes if n.IsA("vtkMRMLSegmentationNode")]
-        uncertainty = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
         self.ui.statusLabel.text = f"Created {', '.join(n.GetName() for n in nodes)}"
-        volume = job.volumes[0]
-        slicer.util.setSliceViewerLayers(background=volume, foreground=uncertainty[0] if uncertainty else None,
-                                         foregroundOpacity=0.4 if uncertainty else None, fit=True)
-        self.parameters.set_single("reviewVolume", volume)
-        self.parameters.set_single("reviewPrediction", segmentations[0])
+        first = next(row for row in job.review if row["volume"] is job.volumes[0])
+        show_in_views(first["volume"], first["segmentation"], first["uncertainty"])
+        self.parameters.set_single("reviewVolume", first["volume"])
+        self.parameters.set_single("reviewPrediction", first["segmentation"])
+        self.review = job.review
+        show_review(self.ui.reviewTable, self.review)
         self.ui.reviewSection.collapsed = False
+
+    def onReviewClicked(self, row: int, column: int = 0) -> None:
+        """That volume with its prediction (and uncertainty) in the slice views, and in the Review fields."""
+        with shown_errors("Showing the segmented volume"):
+            entry = self.review[row]
+            if entry["volume"].GetScene() is None or entry["segmentation"].GetScene() is None:
+                raise SceneInputError(f"'{entry['volume'].GetName()}' or its prediction was deleted; segment again")
+            uncertainty = entry["uncertainty"]
+            show_in_views(entry["volume"], entry["segmentation"],
+                          uncertainty if uncertainty is not None and uncertainty.GetScene() is not None else None,
+                          hidden=[r["segmentation"] for r in self.review])
+            self.parameters.set_single("reviewVolume", entry["volume"])
+            self.parameters.set_single("reviewPrediction", entry["segmentation"])
 
     def _evaluated(self, job) -> None:
         verdict = job.result
@@ -210,4 +277,7 @@ class ContrastSegPanel:
         self.ui.statusLabel.text = f"Evaluated {len(verdict['means'])} methods on {verdict['folds']} folds"
 
     def _segmented_folder(self, job) -> None:
-        self.ui.statusLabel.text = f"Wrote {len(job.result)} file(s) to {self.parameters.get('segmentFolderOutput')}"
+        label_maps = [path for path in job.result if path.endswith("_seg.nii.gz")]
+        self.ui.statusLabel.text = (f"Wrote {len(label_maps)} segmentation(s) to "
+                                    f"{self.parameters.get('segmentFolderOutput')}, and review.csv: the most likely "
+                                    "wrong first")

@@ -1,6 +1,7 @@
 """Qt-free logic of the ContrastSeg Slicer module: scene <-> job folder, background ``contrastseg`` jobs with progress,
-stop and cancel, results imported into new nodes, models kept under versioned names. Runs in Slicer and, for tests and
-scripts, under the ``slicer-core`` wheel (real MRML without Qt). Job settings are ``ContrastSegLib.settings``'s."""
+stop and cancel, results imported into new nodes, models kept under versioned names, suggestions of what to annotate
+next and the review table of a segmentation. Runs in Slicer and, for tests and scripts, under the ``slicer-core``
+wheel (real MRML without Qt). Job settings are ``ContrastSegLib.settings``'s."""
 
 from .classes import SegmentClass
 from .errors import JobFailedError, SceneInputError

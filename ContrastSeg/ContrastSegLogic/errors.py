@@ -7,3 +7,13 @@ class SceneInputError(ValueError):
 
 class JobFailedError(RuntimeError):
     """A background job ended with an error (its message is the job's own one-line error)."""
+
+
+def checked_config(config):
+    """A library config after its own ``check()``; its one-line error becomes the module's."""
+    from ContrastSegLib.errors import ContrastSegError
+    try:
+        config.check()
+    except ContrastSegError as error:
+        raise SceneInputError(str(error)) from None
+    return config

@@ -10,8 +10,9 @@ import shutil
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .classes import SegmentClass, manifest_labels
 
@@ -59,6 +60,15 @@ class JobFolder:
         path = self.inputs / name
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         return path
+
+    @contextmanager
+    def removed_on_error(self) -> Iterator[None]:
+        """Export into this folder; if anything fails, the folder goes away (the scene was only read)."""
+        try:
+            yield
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     def finish(self, state: str, message: str = "") -> None:
         """Record the final ``state`` and delete the inputs (copies of the user's scans) and outputs, whatever the

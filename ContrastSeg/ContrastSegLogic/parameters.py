@@ -11,11 +11,12 @@ single nodes (:data:`SINGLE_NODES`), and labeled pairs stored as one unit each (
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ContrastSegLib.settings import (DEFAULT_STRATEGY, MASKED_NAME, STRATEGIES, FinetuneConfig, PreprocessConfig,
-                                     PretrainConfig, Stage)
+                                     PretrainConfig, Stage, SuggestConfig)
 
 NO_LOCAL_STAGE = "none"
 MASKED = MASKED_NAME  # "first stage": masked-image modelling instead of a global contrastive strategy
@@ -55,6 +56,7 @@ FIELDS: dict[str, Field] = {
     "uncertainty": Field(bool, False),
     "segmentFolder": Field(str, ""),
     "segmentFolderOutput": Field(str, ""),
+    "suggestCount": Field(int, SuggestConfig.count),
 }
 NODE_LISTS = ("unlabeledVolume", "segmentVolume")
 SINGLE_NODES = ("labeledVolume", "labeledSegmentation", "reviewVolume", "reviewPrediction", "reviewReference")
@@ -169,6 +171,12 @@ class ContrastSegParameters:
 
     def preprocess_config(self) -> PreprocessConfig:
         return replace(_PREPROCESS, crop_size=self.get("cropSize"))
+
+    def suggestion_model(self) -> str | None:
+        """The model to suggest volumes with: the Segment section's model (a fine-tuned one adds its uncertainty),
+        else the pre-trained checkpoint; the first that is a file, or None."""
+        paths = (self.get("segmentModelPath"), self.get("pretrainedPath"))
+        return next((path for path in paths if path and os.path.isfile(path)), None)
 
     def pretrained_path(self) -> str | None:
         return (self.get("pretrainedPath") or None) if self.get("initialisation") == "pretrained-file" else None

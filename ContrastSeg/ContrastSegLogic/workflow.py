@@ -3,6 +3,8 @@
     workflow = ContrastSegWorkflow(slicer.mrmlScene, models_dir="~/ContrastSeg/models")
     model = workflow.finetune(labeled=[(volume, segmentation)], pretrained="global_local.pt", wait=True)
     segmentation = workflow.segment(other_volume, model, wait=True)    # a NEW "<volume> ContrastSeg" node
+    review = workflow.segment([scan2, scan3], model, review=True)       # a row per volume, most likely wrong first
+    suggestions = workflow.suggest(unlabeled=[scan2, scan3], model=model, count=1, wait=True)  # what to annotate
 
 The job's settings are the library's own (``ContrastSegLib.settings``): checked with their ``check()`` and turned into
 the command line by ``command_arguments`` before anything is exported. Every input is checked before anything is
@@ -14,12 +16,10 @@ running ``Job``.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from ContrastSegLib.benchmark.verdict import DEFAULT_COMPARE_METHODS, read_verdict
 from ContrastSegLib.runtime.budget import finetune_budget, format_duration, stage_budget
@@ -28,12 +28,14 @@ from ContrastSegLib.settings import (DEFAULT_CHANNELS, DEFAULT_STRATEGY, BudgetD
 
 from . import scene_io
 from .checkpoints import check_checkpoint_classes, finetuned_classes
-from .errors import SceneInputError
+from .errors import SceneInputError, checked_config
 from .job import Job, JobStep
 from .job_folder import JobFolder
 from .memory import plan_device, training_memory_bytes
 from .models import check_model_target, deliver
 from .process import ProcessLauncher, SubprocessLauncher, contrastseg_command, library_environment
+from .review_table import review_rows
+from .suggestion import Suggestions
 from .training_set import TrainingSet
 
 RESULT_SUFFIX = " ContrastSeg"
@@ -41,7 +43,7 @@ DEFAULT_MODELS_DIR = Path.home() / ".contrastseg" / "models"
 EventCallback = Callable[[Job, dict], None]
 
 
-class ContrastSegWorkflow(TrainingSet):
+class ContrastSegWorkflow(TrainingSet, Suggestions):
     """``launcher``: how processes start (a fake one in tests); ``jobs_dir``: job records and logs;
     ``models_dir``: where models are kept; ``process_events``: run while ``wait=True`` waits (Slicer:
     ``slicer.app.processEvents``, so the application stays responsive)."""
@@ -73,7 +75,7 @@ class ContrastSegWorkflow(TrainingSet):
         device = self._device(stages[0].device, FinetuneConfig().batch_size, preprocess, channels)
         stages = self._checked_stages(stages, preprocess, device, None if folders else len(volumes))
         folder = JobFolder.create(self.jobs_dir, "pretrain")
-        with _removed_on_error(folder):
+        with folder.removed_on_error():
             cases = self._export_unlabeled(folder, volumes)
             pools = [str(folder.write_manifest(cases, name="pool.json"))] if cases else []
         steps, final = self._pretrain_steps(folder, [*pools, *map(str, folders)], stages, preprocess, channels)
@@ -101,15 +103,15 @@ class ContrastSegWorkflow(TrainingSet):
         device = self._device(settings.device, settings.batch_size, preprocess, channels)
         on_cpu = {"budget_devices": BudgetDevices.CPU.value}  # the job's process knows where it runs
         stages = [replace(s, time_budget=stage_budget(cpu_time_budget), **on_cpu) for s in pretrain or ()]
-        settings = _checked(replace(settings, device=device, time_budget=finetune_budget(
+        settings = checked_config(replace(settings, device=device, time_budget=finetune_budget(
             cpu_time_budget, sum(s.time_budget or 0 for s in stages)), **on_cpu))
-        preprocess = _checked(preprocess)
+        preprocess = checked_config(preprocess)
         if settings.self_training_rounds and not volumes and not folders:
             raise SceneInputError("self-training needs unlabeled volumes: select scene volumes or a folder of scans")
         stages = self._checked_stages(stages, preprocess, device, None if folders else len(pairs) + len(volumes)) \
             if stages else []
         folder = JobFolder.create(self.jobs_dir, "finetune")
-        with _removed_on_error(folder):
+        with folder.removed_on_error():
             labeled_cases = self._export_labeled(folder, pairs)
             manifest = folder.write_manifest(labeled_cases, classes)
             unlabeled_cases = self._export_unlabeled(folder, volumes)
@@ -155,9 +157,9 @@ class ContrastSegWorkflow(TrainingSet):
             raise SceneInputError("evaluating pre-training needs unlabeled volumes: select scene volumes or a folder")
         device = self._device(device, FinetuneConfig.batch_size, preprocess, channels)
         budget = cpu_time_budget  # on any device: evaluating trains a model per fold and method
-        _checked(preprocess)
+        checked_config(preprocess)
         folder = JobFolder.create(self.jobs_dir, "evaluate")
-        with _removed_on_error(folder):
+        with folder.removed_on_error():
             manifest = folder.write_manifest(self._export_labeled(folder, pairs), classes)
             cases = self._export_unlabeled(folder, volumes)
             pools = [str(folder.write_manifest(cases, name="pool.json"))] if cases else []
@@ -173,10 +175,12 @@ class ContrastSegWorkflow(TrainingSet):
                              on_event=on_event), wait)
 
     def segment(self, volumes, model: str, uncertainty: bool = False, device: str = "auto", wait: bool = True,
-                on_event: EventCallback | None = None):
+                on_event: EventCallback | None = None, review: bool = False):
         """NEW segmentation node(s) "<volume> ContrastSeg" (and "<volume> ContrastSeg uncertainty" volumes), segments
         named and coloured from the checkpoint, under the volume's parent transform. One volume -> one node; a list
-        -> a list; ``wait=False`` -> the job (its ``volumes`` are the segmented ones)."""
+        -> a list; ``review=True`` -> the review table instead (``review_table.review_rows``: a row per volume, the
+        predictions most likely wrong first, with their nodes); ``wait=False`` -> the job (its ``volumes`` are the
+        segmented ones, its ``review`` the review table)."""
         single = not isinstance(volumes, (list, tuple))
         volumes = [scene_io.checked_scalar_volume(v) for v in ([volumes] if single else volumes)]
         if not volumes:
@@ -184,27 +188,31 @@ class ContrastSegWorkflow(TrainingSet):
         classes = finetuned_classes(model)
         folder = JobFolder.create(self.jobs_dir, "segment")
         images = folder.inputs / "volumes"
-        with _removed_on_error(folder):
+        cases = [f"volume{index:03d}" for index in range(len(volumes))]
+        with folder.removed_on_error():
             images.mkdir()
-            for index, volume in enumerate(volumes):
-                scene_io.write_volume(volume, images / f"volume{index:03d}.nrrd")
+            for case, volume in zip(cases, volumes):
+                scene_io.write_volume(volume, images / f"{case}.nrrd")
         predictions = folder.outputs / "predictions"
         arguments = ["predict", "--model", str(model), "--input", str(images), "--output", str(predictions),
                      "--device", device] + (["--uncertainty"] if uncertainty else [])
 
-        def import_results(job: Job) -> list:
-            created: list = []
+        def import_results(job: Job):
+            created, nodes = [], {}
             with scene_io.nodes_removed_on_error(self.scene):
-                for index, volume in enumerate(volumes):
-                    stem = predictions / f"volume{index:03d}_seg"
+                for case, volume in zip(cases, volumes):
+                    stem = predictions / f"{case}_seg"
                     name = self.scene.GenerateUniqueName(volume.GetName() + RESULT_SUFFIX)
-                    created.append(scene_io.read_labelmap_as_segmentation(
-                        self.scene, f"{stem}.nii.gz", volume, classes, name))
-                    if uncertainty:
-                        created.append(scene_io.read_scalar_volume(self.scene, f"{stem}_uncertainty.nii.gz",
-                                                                   f"{name} uncertainty", like=volume))
-            segmentations = [n for n in created if n.IsA("vtkMRMLSegmentationNode")]
-            return segmentations[0] if single else created
+                    segmentation = scene_io.read_labelmap_as_segmentation(self.scene, f"{stem}.nii.gz", volume,
+                                                                          classes, name)
+                    doubt = scene_io.read_scalar_volume(self.scene, f"{stem}_uncertainty.nii.gz",
+                                                        f"{name} uncertainty", like=volume) if uncertainty else None
+                    created += [segmentation] + ([doubt] if doubt is not None else [])
+                    nodes[case] = (volume, segmentation, doubt)
+                job.review = review_rows(predictions, nodes)
+            if review:
+                return job.review
+            return created[0] if single else created
 
         job = Job("segment", folder, [JobStep("Segmenting", contrastseg_command(*arguments))], self.launcher,
                   self.env, on_success=import_results, on_event=on_event)
@@ -249,8 +257,8 @@ class ContrastSegWorkflow(TrainingSet):
         if not stages or stages[0].stage not in (Stage.GLOBAL.value, Stage.MASKED.value):
             raise SceneInputError("pre-training starts with a global stage (G^D, G^D- or G^R) or the masked-image "
                                   "stage (MIM)")
-        _checked(preprocess)
-        return [_checked(replace(s, device=device, volumes_per_batch=s.volumes_per_batch if volumes is None
+        checked_config(preprocess)
+        return [checked_config(replace(s, device=device, volumes_per_batch=s.volumes_per_batch if volumes is None
                                  else max(1, min(s.volumes_per_batch, volumes)))) for s in stages]
 
     def _export_labeled(self, folder: JobFolder, pairs) -> list[dict[str, str]]:
@@ -263,13 +271,14 @@ class ContrastSegWorkflow(TrainingSet):
             cases.append({"id": f"case{index:03d}", "image": image, "label": label})
         return cases
 
-    def _export_unlabeled(self, folder: JobFolder, volumes: Sequence) -> list[dict[str, str]]:
-        """Each unlabeled volume as ``unlabeledNNN.nrrd``; their manifest entries."""
+    def _export_unlabeled(self, folder: JobFolder, volumes: Sequence, prefix: str = "unlabeled"
+                          ) -> list[dict[str, str]]:
+        """Each volume as ``<prefix>NNN.nrrd``; their manifest entries (images only)."""
         cases = []
         for index, volume in enumerate(volumes):
-            image = f"unlabeled{index:03d}.nrrd"
+            image = f"{prefix}{index:03d}.nrrd"
             scene_io.write_volume(volume, folder.inputs / image)
-            cases.append({"id": f"unlabeled{index:03d}", "image": image})
+            cases.append({"id": f"{prefix}{index:03d}", "image": image})
         return cases
 
     def _pretrain_steps(self, folder: JobFolder, sources: list[str], stages: Sequence[PretrainConfig],
@@ -296,23 +305,3 @@ def default_pretraining(iterations: int | None = None) -> list[PretrainConfig]:
     base = PretrainConfig() if iterations is None else replace(PretrainConfig(), iterations=iterations)
     return [replace(base, stage=stage.value, strategy=DEFAULT_STRATEGY[stage.value])
             for stage in (Stage.GLOBAL, Stage.LOCAL)]
-
-
-def _checked(config):
-    """A library config after its own ``check()``; its one-line error becomes the module's."""
-    from ContrastSegLib.errors import ContrastSegError
-    try:
-        config.check()
-    except ContrastSegError as error:
-        raise SceneInputError(str(error)) from None
-    return config
-
-
-@contextmanager
-def _removed_on_error(folder: JobFolder) -> Iterator[None]:
-    """Export into ``folder``; if anything fails, the folder goes away (the scene was only read)."""
-    try:
-        yield
-    except BaseException:
-        shutil.rmtree(folder.root, ignore_errors=True)
-        raise

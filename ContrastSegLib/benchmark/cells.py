@@ -13,23 +13,29 @@ from ..errors import ContrastSegError
 from ..training.methods import Method, parse_method
 
 FULL = "full"
+SELECTIONS = ("random", "suggest")  # how a cell's labeled volumes are chosen: seeded draw, or contrastseg suggest
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One row of results.csv: ``method`` fine-tuned on ``labeled`` volumes drawn with ``seed``."""
+    """One row of results.csv: ``method`` fine-tuned on ``labeled`` volumes chosen with ``seed``: drawn at random
+    (``select`` "random"), or suggested by that seed's G^D model (``select`` "suggest")."""
 
     method: str
     labeled: int
     seed: int
+    select: str = "random"
 
     @property
     def folder(self) -> Path:
-        """Where the cell's files live under ``OUT/cells``: ``<method>/labeled<n>_seed<s>``."""
-        return Path(self.method) / f"labeled{self.labeled}_seed{self.seed}"
+        """Where the cell's files live under ``OUT/cells``: ``<method>/labeled<n>_seed<s>`` (suggested volumes:
+        ``<method>/suggest_labeled<n>_seed<s>``)."""
+        prefix = "" if self.select == "random" else f"{self.select}_"
+        return Path(self.method) / f"{prefix}labeled{self.labeled}_seed{self.seed}"
 
     def describe(self) -> str:
-        return f"{self.method} |X_L|={self.labeled} seed {self.seed}"
+        return f"{self.method} |X_L|={self.labeled} seed {self.seed}" + (
+            "" if self.select == "random" else f" ({self.select}ed volumes)")
 
 
 def method_of(name: str) -> Method:
@@ -60,16 +66,24 @@ def check_counts(labeled: tuple[int, ...], seeds: int) -> tuple[int, ...]:
     return tuple(sorted(set(labeled)))
 
 
+def check_selections(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``--select`` values: each of ``SELECTIONS`` at most once, in that order."""
+    unknown = [name for name in names if name not in SELECTIONS]
+    if unknown or not names:
+        raise ContrastSegError(f"--select {','.join(names)}: choose random, suggest or random,suggest")
+    return tuple(name for name in SELECTIONS if name in names)
+
+
 def plan_cells(methods: tuple[str, ...], labeled: tuple[int, ...], seeds: int, labeled_pool: int,
-               source: str) -> list[Cell]:
-    """Cells seed by seed (so every method has a result early), then by |X_L|, then method; ``full`` once per seed
-    with every labeled pool case. A count above ``labeled_pool`` is refused."""
+               source: str, selections: tuple[str, ...] = ("random",)) -> list[Cell]:
+    """Cells seed by seed (so every method has a result early), then by |X_L|, then method and selection;
+    ``full`` once per seed with every labeled pool case. A count above ``labeled_pool`` is refused."""
     too_many = [n for n in labeled if n > labeled_pool]
     if too_many and any(m != FULL for m in methods):
         raise ContrastSegError(f"--labeled {too_many[0]}: {source} has {labeled_pool} labeled pool case(s) (test "
                                f"cases excluded); ask for at most {labeled_pool}")
     cells = []
     for seed in range(seeds):
-        cells += [Cell(m, n, seed) for n in labeled for m in methods if m != FULL]
+        cells += [Cell(m, n, seed, select) for n in labeled for m in methods if m != FULL for select in selections]
         cells += [Cell(FULL, labeled_pool, seed)] if FULL in methods else []
     return cells

@@ -63,10 +63,14 @@ SPECS = {
                                    64.0, None, "required"),
     "phantom": DatasetSpec("phantom", "procedural cardiac-like phantoms (LV, myocardium, RV)", 1.0, 128, 128.0, None,
                            "none"),
+    "phantom-mixed": DatasetSpec("phantom-mixed", "the procedural phantoms, every third subject acquired with a "
+                                 "dark-blood contrast (blood dark, myocardium bright): a pool where choosing which "
+                                 "volumes to label matters", 1.0, 128, 128.0, None, "none"),
     "brain-offline": DatasetSpec("brain-offline", "brain pseudo-subjects made from templates shipped in registry "
                                  "packages (random deformations, bias field, noise) + unlabeled volumes", 1.5, 128,
                                  96.0, None, "optional", fix="delete the folder to build it again"),
 }
+PHANTOM_DATASETS = ("phantom", "phantom-mixed")
 MSD_TASKS = {"msd-prostate": "Task05_Prostate", "msd-hippocampus": "Task04_Hippocampus"}
 
 
@@ -120,10 +124,11 @@ def prepare_dataset(name: str, data: str | None, folder: Path, profile: Profile,
     spec = SPECS[name]
     split_data = load_split_file(packaged_split_path(name))
     pool_limit = None
-    if name == "phantom":
+    if name in PHANTOM_DATASETS:
         pool_limit = profile.phantom_pool
         check_pool(len(split_data["pool"][:pool_limit]))
-        dataset = _phantom(folder, len(split_data["test"]) + pool_limit, split_data["generator_seed"])
+        dataset = _phantom(folder, len(split_data["test"]) + pool_limit, split_data["generator_seed"],
+                           split_data.get("dark_blood_every", 0))
         source = f"generated (phantom family {split_data['generator_seed']})"
     elif name == "brain-offline":
         check_pool(profile.brain_subjects - split_data["test_rule"]["first"])
@@ -140,7 +145,7 @@ def prepare_dataset(name: str, data: str | None, folder: Path, profile: Profile,
     check_pool(len(fixed.labeled_pool))
     crop = crop or profile.crop or spec.crop
     names = spec.labels or dataset.label_names or {}
-    colors = PHANTOM_COLORS if name == "phantom" else dataset.label_colors
+    colors = PHANTOM_COLORS if name in PHANTOM_DATASETS else dataset.label_colors
     return _finish(name, source, dataset, fixed, folder, names, colors, spacing or spec.spacing_for(crop), crop)
 
 
@@ -202,11 +207,12 @@ def _mmwhs(root: Path, name: str) -> Dataset:
     return Dataset(root, "pairs", tuple(cases))
 
 
-def _phantom(folder: Path, subjects: int, seed: int) -> Dataset:
-    """The phantom family ``seed``, generated once into ``folder/phantom``."""
+def _phantom(folder: Path, subjects: int, seed: int, dark_blood_every: int = 0) -> Dataset:
+    """The phantom family ``seed`` (every ``dark_blood_every``-th subject dark-blood), generated once into
+    ``folder/phantom``."""
     path = folder / "phantom"
     if not (path / "dataset.json").is_file():
-        write_phantom_dataset(path, subjects, seed=seed, overwrite=True)
+        write_phantom_dataset(path, subjects, seed=seed, overwrite=True, dark_blood_every=dark_blood_every)
     return discover(path)
 
 

@@ -29,6 +29,8 @@ from ..training.finetune import FinetuneResult
 from ..training.finetune_job import run_finetune
 from ..training.methods import MASKED, SUPERVISED_LOCAL, Method
 from ..training.pretrain_job import run_pretrain
+from ..triage import REVIEW_NAME, read_review
+from ..triage.review import review_with_dice
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,13 @@ def score_cases(test_cases: Sequence[Case], predictions: Path, structures: dict[
                              title=f"{title}{case.id}, slice {index} — image | reference | prediction",
                              pixel_spacing=image.spacing[1::-1])
     return rows
+
+
+def triage_of(predictions: Path, rows: Sequence[dict]) -> list[dict]:
+    """[{"case", "score", "dice"}] of each test case: the review.csv score of :func:`predict_cases` beside the true
+    mean Dice of ``rows`` (:func:`score_cases`)."""
+    joined = review_with_dice(read_review(predictions / REVIEW_NAME), rows)
+    return [{"case": row["case"], "score": row["score"], "dice": row["dice"]} for row in joined]
 
 
 def _common_channel(cases: Sequence[Case]) -> int | None:

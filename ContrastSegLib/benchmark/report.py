@@ -18,6 +18,7 @@ from ..io import write_bytes, write_text
 from .cells import FULL, Cell
 from .datasets import SPECS, PreparedDataset
 from .profiles import Profile
+from .triage_report import selection_table, triage_table
 
 MISSING = "—"
 
@@ -33,13 +34,14 @@ def result_row(dataset: str, result: dict) -> dict:
     summary = {row["structure"]: row for row in result["summary"]}
     structures = [name for name in summary if name != "mean"]
     row = {"dataset": dataset, "method": result["method"], "labeled": result["labeled"], "seed": result["seed"],
-           "test_cases": len(result["test_cases"])}
+           "select": result.get("select", "random"), "test_cases": len(result["test_cases"])}
     row.update({f"dice_{structure_key(s)}": summary[s]["dice_mean"] for s in structures})
     row["dice_mean"] = summary["mean"]["dice_mean"]
     row.update({f"hd95_{structure_key(s)}_mm": summary[s]["hd95_mm_mean"] for s in structures})
     row["hd95_mean_mm"] = summary["mean"]["hd95_mm_mean"]
     row["train_seconds"] = round(result["pretrain_seconds"] + result["finetune_seconds"], 3)
     row.update({key: result[key] for key in ("pretrain_seconds", "finetune_seconds", "predict_seconds")})
+    row["triage_spearman"] = result.get("triage_spearman")
     row["labeled_cases"] = " ".join(result["labeled_cases"])
     return row
 
@@ -70,7 +72,9 @@ def write_outputs(out: Path, rows: list[dict], results: list[dict], prepared: Pr
 def markdown_report(rows: list[dict], results: list[dict], prepared: PreparedDataset, profile: Profile,
                     environment: dict, performance: str | None) -> str:
     """report.md: setting, mean Dice (rows = methods, columns = |X_L|), per structure, time, plots, overlays,
-    the optional performance section, the command and the environment."""
+    the optional performance section, the command and the environment. The main tables hold the cells with
+    randomly drawn labeled volumes; those with suggested ones have their own section."""
+    every_row, rows = rows, [row for row in rows if row.get("select", "random") == "random"]
     methods = list(dict.fromkeys(row["method"] for row in rows))
     seeds = sorted({row["seed"] for row in rows})
     split = prepared.split
@@ -100,6 +104,13 @@ def markdown_report(rows: list[dict], results: list[dict], prepared: PreparedDat
         "close 37 % of it on ACDC at one labeled volume with G^D + L^R. Meaningful only where `full` is a "
         "ceiling, i.e. above every other row.",
         "## Per structure", structure_table(rows, methods, list(prepared.structures.values())),
+        "## Suggested against random labeled volumes", selection_table(every_row),
+        "Suggested: each seed's |X_L| labeled volumes are the first |X_L| that `contrastseg suggest` picks from the "
+        "labeled pool with that seed's G^D checkpoint (k-center coverage of the pool's slices; the 2 contain the "
+        "1); random: the seed's draw of the main tables. Paired by seed (same fine-tuning seed).",
+        "## Triage: does the review score find the bad predictions?", triage_table(results),
+        "Per test case, the score of `review.csv` (`contrastseg predict`) against its true mean Dice; ρ < 0 means "
+        "the cases it puts first are the worst segmented.",
         "## Time", time_table(rows, methods),
         "Train time = every pre-training stage of the method's chain (a stage shared by several cells counts in "
         "each; a stage resumed after an interruption counts only its resumed part) + fine-tuning. Predict time: "
@@ -247,7 +258,7 @@ def _overlays(results: list[dict]) -> str:
         chosen.setdefault(result["method"], result)
     lines = []
     for method, result in chosen.items():
-        folder = Cell(method, result["labeled"], result["seed"]).folder.as_posix()
+        folder = Cell(method, result["labeled"], result["seed"], result.get("select", "random")).folder.as_posix()
         lines.append(f"![{method}, {result['labeled']} labeled, seed {result['seed']}]"
                      f"(cells/{folder}/{result['overlay']})")
     return "\n".join(lines) + "\n" if lines else "(none)\n"

@@ -7,9 +7,11 @@ Layout of ``OUT``::
     data/manifest.json              the test and pool cases every stage reads (data/phantom: generated phantoms)
     splits/pretraining.json         pool only: the unsupervised pre-training stages of every seed read it
     splits/labeled<n>_seed<s>.json  a cell's split: seeded labeled draw, rest of the pool unlabeled, test kept out
+    selection/seed<s>.json          --select suggest: the labeled pool in the order seed s's G^D model suggests it
     pretrained/seed<s>/<chain>.pt   pre-training stages, shared by every |X_L| and method with that chain and seed;
     pretrained/seed<s>/labeled<n>/  ... except chains with the supervised-local stage (SLC), which reads the labels
-    cells/<method>/labeled<n>_seed<s>/  result.json, model.pt, predictions/, overlay PNG: complete or absent
+    cells/<method>/labeled<n>_seed<s>/  result.json, model.pt, predictions/ (+ review.csv), overlay PNG: complete or
+                                    absent (suggested volumes: cells/<method>/suggest_labeled<n>_seed<s>/)
     results.csv, report.md, plots/  rewritten from the finished cells at the end of every run
 
 A finished cell is never recomputed; a stopped run continues where it stopped when the same command runs again.
@@ -31,11 +33,14 @@ from ..io import atomic_path, write_text
 from ..models import UNetConfig
 from ..runtime.precision import resolve_device
 from ..runtime.progress import ProgressReporter
-from ..settings import ExecutionConfig, PreprocessConfig, config_from_args
-from .cells import FULL, Cell, check_counts, check_methods, method_of, plan_cells
+from ..selection import SliceEmbedder, SuggestConfig, suggest_among
+from ..settings import ExecutionConfig, GlobalStrategy, PreprocessConfig, Stage, config_from_args
+from ..triage import spearman
+from .cells import FULL, Cell, check_counts, check_methods, check_selections, method_of, plan_cells
 from .datasets import FOLDER_PREFIX, PreparedDataset, check_dataset_option, prepare_dataset
 from .environment import describe_environment
-from .pipeline import RunSettings, finetune_method, predict_cases, pretrain_stage, pretraining_steps, score_cases
+from .pipeline import (PretrainStep, RunSettings, finetune_method, predict_cases, pretrain_stage, pretraining_steps,
+                       score_cases, triage_of)
 from .profiles import Profile, get_profile
 from .report import result_row, write_outputs
 from .settings import check_settings, record_settings
@@ -65,6 +70,7 @@ class BenchmarkRequest:
     performance: bool | None = None
     finetune_recipe: dict = field(default_factory=dict)
     time_budget: float | None = None
+    select: tuple[str, ...] = ("random",)
     command: str | None = None
 
 
@@ -75,6 +81,7 @@ def run_benchmark(request: BenchmarkRequest) -> list[dict]:
     methods = check_methods(profile.methods if request.methods is None else tuple(request.methods))
     seeds = profile.seeds if request.seeds is None else request.seeds
     labeled = check_counts(profile.labeled if request.labeled is None else tuple(request.labeled), seeds)
+    selections = check_selections(tuple(request.select))
     check_dataset_option(request.dataset, request.data)
     _check_preprocessing(request, profile.channels)
     device = str(resolve_device(request.device))
@@ -87,7 +94,7 @@ def run_benchmark(request: BenchmarkRequest) -> list[dict]:
     recorded = check_settings(out, settings)
     prepared = prepare_dataset(request.dataset, request.data, out / "data", profile, request.spacing, request.crop,
                                check_pool=lambda size: plan_cells(methods, labeled, seeds, size, request.dataset))
-    cells = plan_cells(methods, labeled, seeds, len(prepared.split.labeled_pool), request.dataset)
+    cells = plan_cells(methods, labeled, seeds, len(prepared.split.labeled_pool), request.dataset, selections)
     environment = describe_environment(request.device, request.precision, request.channels_last, request.command)
     if not recorded:
         record_settings(out, settings, environment)
@@ -140,8 +147,11 @@ class _CellRunner:
 
     def _compute(self, cell: Cell, staging: Path) -> dict:
         method, settings, data = method_of(cell.method), self.settings(cell.seed), self.prepared.manifest
-        draw = labeled_draw(self.prepared.split, cell.labeled, cell.seed)
-        split = self._save_split(f"labeled{cell.labeled}_seed{cell.seed}", draw, cell.seed, "fine-tuning")
+        if cell.select == "random":
+            draw = labeled_draw(self.prepared.split, cell.labeled, cell.seed)
+        else:
+            draw = tuple(sorted(self._suggested(cell.seed, settings)[:cell.labeled]))
+        split = self._save_split(cell.folder.name, draw, cell.seed, "fine-tuning")
         init, pretrain_seconds = None, 0.0
         for step in pretraining_steps(method):
             folder = self.out / "pretrained" / f"seed{cell.seed}"
@@ -162,10 +172,30 @@ class _CellRunner:
         predict_seconds = time.perf_counter() - started
         rows = score_cases(test_cases, staging / "predictions", self.prepared.structures, overlays=staging,
                            overlay_count=1, colors=self.prepared.colors, title=f"{cell.describe()}: ")
-        return {"method": cell.method, "labeled": cell.labeled, "seed": cell.seed, "labeled_cases": list(draw),
+        triage = triage_of(staging / "predictions", rows)
+        return {"method": cell.method, "labeled": cell.labeled, "seed": cell.seed, "select": cell.select,
+                "labeled_cases": list(draw), "triage": triage,
+                "triage_spearman": spearman([t["score"] for t in triage], [t["dice"] for t in triage]),
                 "test_cases": [c.id for c in test_cases], "pretrain_seconds": round(pretrain_seconds, 3),
                 "finetune_seconds": round(finetune_seconds, 3), "predict_seconds": round(predict_seconds, 3),
                 "rows": rows, "summary": summarise(rows), "overlay": f"{test_cases[0].id}.png"}
+
+    def _suggested(self, seed: int, settings: RunSettings) -> tuple[str, ...]:
+        """The labeled pool in the order ``contrastseg suggest`` picks it with seed ``seed``'s G^D checkpoint (the
+        first stage of G^D + L^R, shared with those cells): its first n are the n volumes to label."""
+        record = self.out / "selection" / f"seed{seed}.json"
+        if record.is_file():
+            return tuple(json.loads(record.read_text(encoding="utf-8"))["order"])
+        step = PretrainStep(Stage.GLOBAL, GlobalStrategy.GD, GlobalStrategy.GD.value)
+        model, _ = self._pretrained(step, self._save_split("pretraining", (), 0, "pre-training"),
+                                    self.out / "pretrained" / f"seed{seed}" / f"{step.chain}.pt", None, settings)
+        cases = list(self.prepared.dataset.subset(self.prepared.split.labeled_pool).cases)
+        embedder = SliceEmbedder.from_file(model, settings.device, settings.precision, settings.channels_last)
+        picks, _ = suggest_among(embedder, cases, config=SuggestConfig(count=len(cases)))
+        order = [cases[pick.volume].id for pick in picks]
+        with atomic_path(record) as temporary:
+            temporary.write_text(json.dumps({"model": str(model), "order": order}, indent=2) + "\n")
+        return tuple(order)
 
     def _save_split(self, name: str, train_labeled: tuple[str, ...], seed: int, stage: str) -> Path:
         """The library split ``splits/<name>.json`` (rewritten only when it differs); ``library_split`` refuses

@@ -20,13 +20,14 @@ from ..io import reading
 from ..settings import ReadConfig, config_from_args
 from ..runtime.stop import stop_on_signals
 from . import (benchmark_command, compare_command, data_commands, demo_command, evaluate_command, finetune_command,
-               info_command, predict_command, pretrain_command)
+               info_command, predict_command, pretrain_command, suggest_command)
 from .common import OneLineParser
 
 REGISTRARS = (data_commands.register_phantom, data_commands.register_split, pretrain_command.register,
               finetune_command.register,
               predict_command.register, evaluate_command.register, info_command.register,
-              demo_command.register, benchmark_command.register, compare_command.register)
+              demo_command.register, benchmark_command.register, compare_command.register,
+              suggest_command.register)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--time-budget", type=DURATION.parse, default=None, metavar="DURATION",
                         help="wall-clock budget of each cell's training chain, e.g. 10m: each pre-training stage a "
                              "third, fine-tuning the rest (default: the iterations)")
+    parser.add_argument("--select", type=name_list, default=("random",), metavar="random|suggest|random,suggest",
+                        help="how each seed's labeled volumes are chosen: a seeded random draw, or the first |X_L| "
+                             "that contrastseg suggest picks with the seed's G^D checkpoint (both: paired by seed in "
+                             "report.md; default: random)")
     parser.add_argument("--performance", action=argparse.BooleanOptionalAction, default=None,
                         help="add the Performance section to report.md (default: on for cpu and paper)")
     add_execution_options(parser)
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         pretrain_iterations=args.pretrain_iterations, finetune_iterations=args.finetune_iterations,
         device=args.device, precision=args.precision, channels_last=args.channels_last,
         performance=args.performance, finetune_recipe=args.finetune_recipe, time_budget=args.time_budget,
-        command=command_line(args))
+        select=args.select, command=command_line(args))
     run_benchmark(request)
     return 0
 
@@ -114,6 +118,7 @@ def command_line(args: argparse.Namespace) -> str:
                "--finetune": shlex.join(command_arguments(replace(FinetuneConfig(), **args.finetune_recipe),
                                                                RECIPE_EXCLUDED)) if args.finetune_recipe else None,
                "--time-budget": format_duration(args.time_budget) if args.time_budget else None,
+               "--select": ",".join(args.select) if tuple(args.select) != ("random",) else None,
                "--device": args.device, "--precision": args.precision, "--channels-last": args.channels_last}
     words = ["contrastseg", "benchmark"] + [str(w) for key, value in options.items() if value is not None
                                             for w in (key, value)]

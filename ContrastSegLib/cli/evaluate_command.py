@@ -10,6 +10,8 @@ from ..errors import ContrastSegError
 from ..evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, evaluate_folders, format_table, summarise, write_rows
 from ..io import check_output_path
 from ..runtime.checkpoint import load_checkpoint
+from ..triage import REVIEW_NAME, read_review, spearman
+from ..triage.review import review_with_dice
 from .common import add_overwrite_option
 
 
@@ -18,7 +20,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "evaluate", help="Dice and HD95 per structure against reference label maps",
         description="Match predictions to references by case name (suffixes _seg/_pred/_label/_gt ignored; a "
                     "Decathlon folder's labelsTr/ is used), compute Dice and HD95 (mm, MONAI), print a table and "
-                    "write one row per case and structure.")
+                    "write one row per case and structure. When --pred holds the review.csv of contrastseg predict, "
+                    "also write it with the true Dice beside the triage score (<out>_review.csv) and print their "
+                    "rank correlation.")
     parser.add_argument("--pred", required=True, help="folder of predicted label maps")
     parser.add_argument("--ref", required=True, help="folder of reference label maps (or a Decathlon folder)")
     parser.add_argument("--out", required=True, help="metrics file, .csv or .json; the summary goes beside it")
@@ -32,20 +36,32 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".csv", ".json"):
         raise ContrastSegError(f"{out}: metrics are written as .csv or .json; choose such a file name")
     summary_path = check_output_path(summary_path_for(out), args.overwrite)
+    review_source = Path(args.pred) / REVIEW_NAME
+    review_path = check_output_path(review_path_for(out), args.overwrite) if review_source.is_file() else None
     labels = label_names(args.model, args.ref)
     rows = evaluate_folders(args.pred, args.ref, labels)
     summary = summarise(rows)
+    review = review_with_dice(read_review(review_source), rows) if review_path else None
     print(format_table(rows, CASE_COLUMNS, title="per case"))
     print()
     print(format_table(summary, SUMMARY_COLUMNS, title="summary"))
     write_rows(rows, out, overwrite=args.overwrite)
     write_rows(summary, summary_path, overwrite=args.overwrite)
     print(f"wrote {out} and {summary_path}")
+    if review is not None:
+        rho = spearman([r["score"] for r in review], [r["dice"] for r in review])
+        write_rows(review, review_path, overwrite=args.overwrite)
+        print(f"triage: Spearman's rho of the review score and the true Dice = {rho:.3f} over {len(review)} cases "
+              f"(negative: the cases it flags are the bad ones); wrote {review_path}")
     return 0
 
 
 def summary_path_for(out: Path) -> Path:
     return out.with_name(f"{out.stem}_summary{out.suffix}")
+
+
+def review_path_for(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_review{out.suffix}")
 
 
 def label_names(model: str | None, reference: str) -> dict[int, str] | None:

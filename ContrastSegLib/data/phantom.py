@@ -3,7 +3,9 @@
 Each subject is an MR-like stack of short-axis slices from base to apex: a bright left-ventricle cavity (label 1)
 inside a dark myocardial ring (label 2) with a bright right-ventricle crescent (label 3) at its septal side, set in a
 body with fat, lungs, liver and aorta. Geometry, grid, tissue intensities, bias field, noise and blur vary per
-subject; everything is computed from ``(seed, index)``, so no data files are shipped.
+subject; everything is computed from ``(seed, index)``, so no data files are shipped. A *dark-blood* subject is the
+same anatomy acquired with another contrast (blood dark, myocardium brighter than the body's soft tissue), the kind
+of change between sequences or sites a model trained on one contrast does not survive.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ TISSUE_INTENSITY = {
     "air": 5.0, "soft_tissue": 260.0, "fat": 720.0, "lung": 35.0, "liver": 420.0,
     "blood": 820.0, "myocardium": 210.0,
 }
+DARK_BLOOD_INTENSITY = {**TISSUE_INTENSITY, "blood": 60.0, "myocardium": 480.0}
 RV_DIRECTION_DEG = 200.0  # the RV lies left of the LV and slightly anterior (up) in the image
 
 
-def make_phantom(index: int, seed: int = 0) -> tuple[Volume, Volume]:
-    """(image float32, label uint8) of subject ``index`` of the phantom family ``seed``; identical for identical
-    args. Both arrays are (K slices, J rows, I cols), slice 0 at the base, slice K-1 at the apex."""
+def make_phantom(index: int, seed: int = 0, dark_blood: bool = False) -> tuple[Volume, Volume]:
+    """(image float32, label uint8) of subject ``index`` of the phantom family ``seed``, with the dark-blood
+    contrast when asked (same anatomy and noise draws); identical for identical args. Both arrays are (K slices, J rows, I cols), slice 0 at the base, slice K-1 at the apex."""
     if int(index) < 0 or int(seed) < 0:
         raise ContrastSegError(f"phantom: index {index} and seed {seed} must be non-negative integers")
     rng = np.random.default_rng([int(seed), int(index)])
@@ -56,7 +59,7 @@ def make_phantom(index: int, seed: int = 0) -> tuple[Volume, Volume]:
     y = ((np.arange(n_rows) - 0.5 * (n_rows - 1)) * pixel_mm)[None, :, None]
     depth = np.linspace(0.0, 1.0, n_slices)[:, None, None]  # 0 base .. 1 apex, shape (K, 1, 1)
 
-    tissue, label = _anatomy(rng, x, y, depth)
+    tissue, label = _anatomy(rng, x, y, depth, DARK_BLOOD_INTENSITY if dark_blood else TISSUE_INTENSITY)
     image = _acquire(rng, tissue, depth, x, y)
     geometry = dict(spacing=spacing, origin=origin, direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     name = f"phantom_{index:03d} (seed {seed})"
@@ -64,11 +67,11 @@ def make_phantom(index: int, seed: int = 0) -> tuple[Volume, Volume]:
             Volume(label.astype(np.uint8), source=name + " label", **geometry))
 
 
-def _anatomy(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, depth: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _anatomy(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, depth: np.ndarray,
+             intensity: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free intensities and labels, both (K, J, I), from subject parameters drawn from ``rng``."""
     shape = np.broadcast_shapes(x.shape, y.shape, depth.shape)
-    level = {name: value * rng.uniform(0.8, 1.2) for name, value in TISSUE_INTENSITY.items()}
+    level = {name: value * rng.uniform(0.8, 1.2) for name, value in intensity.items()}
     gain = rng.uniform(0.75, 1.15)
     tissue = np.full(shape, level["air"], dtype=np.float64)
     label = np.zeros(shape, dtype=np.uint8)
@@ -173,8 +176,10 @@ def _ellipse_radius(dx: np.ndarray, dy: np.ndarray, semi_x, semi_y) -> np.ndarra
     return np.hypot(dx / semi_x, dy / semi_y)
 
 
-def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, overwrite: bool = False) -> Path:
-    """Write n subjects as a Medical Segmentation Decathlon folder; return out_dir.
+def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, overwrite: bool = False,
+                          dark_blood_every: int = 0) -> Path:
+    """Write n subjects as a Medical Segmentation Decathlon folder; return out_dir. ``dark_blood_every`` k > 0:
+    subjects k−1, 2k−1, ... have the dark-blood contrast (listed in dataset.json under ``contrastseg_dark_blood``).
 
     Layout: ``dataset.json``, ``imagesTr/phantom_NNN.nii.gz`` (float32), ``labelsTr/phantom_NNN.nii.gz`` (uint8).
     The folder is built in a hidden temporary folder beside ``out_dir`` and renamed into place as a whole.
@@ -187,10 +192,11 @@ def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, ove
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ContrastSegError(f"{out_dir}: output folder is not empty; pass --overwrite or choose another folder")
     cases = [f"phantom_{index:03d}" for index in range(int(n))]
+    dark = [index for index in range(int(n)) if dark_blood_every > 0 and index % dark_blood_every == dark_blood_every - 1]
     with atomic_path(out_dir, overwrite=True) as staging:
         staging.mkdir()
         for index, case in enumerate(cases):
-            image, label = make_phantom(index, seed)
+            image, label = make_phantom(index, seed, dark_blood=index in dark)
             write_volume(image, staging / "imagesTr" / f"{case}.nii.gz")
             write_volume(label, staging / "labelsTr" / f"{case}.nii.gz", label=True)
         description = {
@@ -204,6 +210,7 @@ def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, ove
             "modality": {"0": "MR"},
             "labels": {str(value): name for value, name in LABEL_NAMES.items()},
             "contrastseg_colors": {str(value): list(rgb) for value, rgb in LABEL_COLORS.items() if value != 0},
+            "contrastseg_dark_blood": [cases[index] for index in dark],
             "numTraining": len(cases),
             "numTest": 0,
             "training": [{"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"}

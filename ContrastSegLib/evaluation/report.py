@@ -72,6 +72,30 @@ def write_rows(rows: list[dict], path: str | os.PathLike, overwrite: bool = Fals
     return write_text(handle.getvalue(), path, overwrite)
 
 
+def read_rows(path: str | os.PathLike, text_columns: set[str], required: set[str], fix: str) -> list[dict]:
+    """The rows of a CSV table this library wrote: the ``text_columns`` as text, ``rank`` as int, every other cell
+    a float (an empty cell NaN). A file that cannot be read or lacks a ``required`` column is refused in one line
+    ending with ``fix``."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ContrastSegError(f"{path}: not a readable table ({error}); {fix}") from None
+    if rows and not required <= set(rows[0]):
+        raise ContrastSegError(f"{path}: no {'/'.join(sorted(required))} columns; {fix}")
+    return [{key: value if key in text_columns else _number_cell(key, value) for key, value in row.items()}
+            for row in rows]
+
+
+def _number_cell(key: str, value: str):
+    try:
+        number = float(value) if value not in ("", None) else math.nan
+    except ValueError:
+        return value
+    return int(number) if key == "rank" and not math.isnan(number) else number
+
+
 def pick_overlay_slice(reference_or_prediction: np.ndarray) -> int:
     """Index along axis 0 of a (K, J, I) label map with the most foreground voxels (the first on ties; the middle
     slice when the map is empty)."""

@@ -3,7 +3,8 @@
 All outputs are checked before any work starts (before the model is loaded): suffixes, existing paths of the other
 kind, and no output on an input or on another output. A single volume's outputs are written only once its prediction
 has succeeded, and a folder of outputs appears as a whole (written in a hidden folder, renamed at the end, removed on
-an error or a stop signal), so a bad input never leaves partial results.
+an error or a stop signal), so a bad input never leaves partial results. A folder of outputs also holds
+``review.csv``: one row per case, the predictions most likely wrong first (``triage.review``).
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ from ..io.output_path import output_kind
 from ..io.output_checks import check_distinct, check_volume_suffix
 from ..io.read import case_stem
 from ..runtime.progress import ProgressReporter
+from ..triage import REVIEW_NAME, review_row, write_review
 from .predictor import Prediction, Predictor
 
 
 @dataclass(frozen=True)
 class PredictionTask:
-    """One input volume and where its label map (and optional maps) go."""
+    """One input volume and where its label map (and optional maps) go; ``case`` names it in review.csv."""
 
     image: Path
     output: Path
     channel: int | None = None
     probabilities: Path | None = None
     uncertainty: Path | None = None
+    case: str = ""
 
 
 def companion_path(output: Path, tag: str) -> Path:
@@ -47,7 +50,8 @@ def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     """Predict ``inputs`` (one file or DICOM folder -> ``output`` file when it has an image suffix; otherwise, and for
     several files or a dataset folder -> ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/
     ``uncertainty``: True for a name derived from the output, or a path (single input only). Every output path is
-    checked before the model is read. Returns the label-map paths written."""
+    checked before the model is read. A folder output also gets ``review.csv`` (see ``triage.review``). Returns the
+    label-map paths written."""
     output = Path(output)
     single = (len(inputs) == 1 and image_suffix(output) is not None
               and (Path(inputs[0]).is_file() or _is_dicom_folder(Path(inputs[0]))))
@@ -68,12 +72,16 @@ def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
     with atomic_path(output, overwrite, kind="folder") as staging:
         staging.mkdir()
         reporter.started(device=predictor.plan.describe(), volumes=len(tasks))
+        review = []
         for done, task in enumerate(tasks, start=1):
             staged = _rebased(task, output, staging)
-            _write_outputs(staged, _predict_task(predictor, staged), overwrite=False)
+            prediction = _predict_task(predictor, staged, for_review=True)
+            _write_outputs(staged, prediction, overwrite=False)
+            review.append(_review_row(predictor, task, prediction))
             reporter.update(done)
+        write_review(review, staging / REVIEW_NAME)
     written = [t.output for t in tasks]
-    reporter.finished(outputs=[str(p) for p in written])
+    reporter.finished(outputs=[str(p) for p in written], review=str(output / REVIEW_NAME))
     return written
 
 
@@ -107,10 +115,18 @@ def _rebased(task: PredictionTask, folder: Path, staging: Path) -> PredictionTas
                    uncertainty=move(task.uncertainty))
 
 
-def _predict_task(predictor: Predictor, task: PredictionTask) -> Prediction:
+def _predict_task(predictor: Predictor, task: PredictionTask, for_review: bool = False) -> Prediction:
     image = read_image(task.image, channel=task.channel)
     return predictor.predict(image, probabilities=task.probabilities is not None,
-                             uncertainty=task.uncertainty is not None)
+                             uncertainty=for_review or task.uncertainty is not None)
+
+
+def _review_row(predictor: Predictor, task: PredictionTask, prediction: Prediction) -> dict:
+    """The case's review row, with the final paths of its files."""
+    paths = {"image": str(task.image.absolute()), "prediction": str(task.output.absolute()),
+             "uncertainty": str(task.uncertainty.absolute()) if task.uncertainty else ""}
+    return review_row(task.case, prediction.label, prediction.uncertainty, predictor.labels.foreground,
+                      predictor.volume_norms, paths)
 
 
 def _write_outputs(task: PredictionTask, prediction: Prediction, overwrite: bool) -> None:
@@ -145,7 +161,7 @@ def _folder_tasks(inputs, folder: Path, channel, probabilities: bool, uncertaint
     return [PredictionTask(
         image, folder / f"{case_id}_seg.nii.gz", ch,
         folder / f"{case_id}_seg_probabilities.nii.gz" if probabilities else None,
-        folder / f"{case_id}_seg_uncertainty.nii.gz" if uncertainty else None,
+        folder / f"{case_id}_seg_uncertainty.nii.gz" if uncertainty else None, case_id,
     ) for case_id, image, ch in sources]
 
 

@@ -18,6 +18,7 @@ from ..preprocess import preprocess_volume, restore_planes, to_volume_order
 from ..runtime.checkpoint import Checkpoint, load_checkpoint
 from ..runtime.precision import ExecutionPlan, plan_execution
 from ..settings import Flips, PreprocessConfig
+from ..triage.volumes import VolumeNorms
 from .slices import NO_FLIPS, TRAINING_FLIPS, batched_probabilities
 
 
@@ -69,6 +70,7 @@ class Predictor:
         self.source = source
         # checkpoints without the setting were trained with both flips, the setting's former default
         self.flips = TRAINING_FLIPS.get((meta.get("config") or {}).get("flips", Flips.BOTH.value), NO_FLIPS)
+        self.volume_norms = VolumeNorms.from_metadata(meta)  # the training labels' volumes (None: older model)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":

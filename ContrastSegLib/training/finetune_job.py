@@ -22,6 +22,7 @@ from ..preprocess import PreparedVolume, canonical_spacing, preprocess_volume, r
 from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from ..runtime.progress import ProgressReporter
 from ..settings import DEFAULT_CHANNELS, FinetuneConfig, PreprocessConfig
+from ..triage.volumes import structure_volumes_ml
 from .finetune import FinetuneResult, finetune
 
 
@@ -146,6 +147,7 @@ def run_finetune(
                                              "labeled_dice_after": round(after, 4)}
                                             for r, before, after in result.rounds],
                    "rejected_round": result.rejected_round},
+        "training_volumes_ml": training_volumes_ml(train_pairs, labels),
         "lineage": lineage_after(init_checkpoint, init),
         "step": result.stopped.step if result.stopped else config.iterations,
     }
@@ -155,6 +157,12 @@ def run_finetune(
     reporter.checkpoint(str(out), metadata["step"])
     reporter.finished(checkpoint=str(out), best_step=result.best_step)
     return out, result
+
+
+def training_volumes_ml(pairs: Sequence[LabeledVolume], labels: LabelSet) -> dict[str, list[float]]:
+    """{label value: [mL in each training label map]}: the norms review.csv compares predicted volumes with."""
+    volumes = [structure_volumes_ml(pair.label, list(labels.foreground)) for pair in pairs]
+    return {str(value): [round(v[value], 4) for v in volumes] for value in labels.foreground}
 
 
 def _training_cases(dataset: Dataset, split_path) -> tuple[list[Case], list[Case]]:

@@ -34,6 +34,15 @@ class LocalStrategy(Choice):
     LR, LD = "LR", "LD"
 
 
+class Selection(Choice):
+    """How the benchmark chooses a cell's labeled volumes: the seed's random draw, or ``contrastseg suggest``."""
+
+    RANDOM, SUGGEST = "random", "suggest"
+
+
+DEFAULT_SELECTIONS = (Selection.RANDOM.value,)
+
+
 class SupervisedLocalMode(Choice):
     """How the supervised-local loss (Hu et al. 2021) visits the pixels: that stage's "strategy"."""
 

@@ -74,6 +74,18 @@ def test_suggest_then_open_a_suggestion_for_annotation(tmp_path, phantom_model, 
     assert prepare_annotation(scene, by_name["scan2"])[0] is scan2
     assert editor.GetSourceVolumeNode() is scan2
 
+    scene.RemoveNode(volume)  # the loaded scan deleted: a click loads its file again
+    again, _ = prepare_annotation(scene, by_name["extra_scan.nii.gz"], classes)
+    assert again.GetScene() is scene and again is not volume and editor.GetSourceVolumeNode() is again
+    before = scene_node_ids(scene)
+    dicom = tmp_path / "series"  # a DICOM series folder among the folder's scans: one line, the scene unchanged
+    dicom.mkdir()
+    with pytest.raises(SceneInputError, match="series.*DICOM module"):
+        prepare_annotation(scene, {"name": "series", "case": "series", "volume": None, "file": str(dicom)})
+    with pytest.raises(SceneInputError, match="no longer there"):
+        prepare_annotation(scene, {"name": "gone", "case": "gone", "volume": None, "file": str(tmp_path / "x.nrrd")})
+    assert scene_node_ids(scene) == before
+
 
 def test_segment_returns_the_review_table_worst_first(tmp_path, phantom_model, one_torch_thread):
     model, _ = phantom_model

@@ -144,7 +144,7 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(capsys, workspa
     write_image(tiny / "small.nii.gz", blob_arrays(shape=(3, 6, 6))[0], spacing=(4.0, 4.0, 4.0))
     write_image(tiny / "fine.nii.gz", blob_arrays()[0])
     assert_refused(*run_cli(capsys, "suggest", "--model", model, "--unlabeled", tiny, "--count", 1, *common),
-                   "small.nii.gz", "a quarter of the model")
+                   "small.nii.gz", "less than 25% of the model")
     assert_refused(*run_cli(capsys, "suggest", "--model", model, "--unlabeled", cohort, "--out",
                             workspace / "s.txt"), ".csv or .json")
     assert_nothing_written(out, workspace)

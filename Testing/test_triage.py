@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from cli_helpers import FAST_PREDICT, run_cli
+from cli_helpers import FAST_PREDICT, assert_refused, run_cli
+from ContrastSegLib.errors import ContrastSegError
 from ContrastSegLib.io import Volume
-from ContrastSegLib.runtime.checkpoint import load_checkpoint
+from ContrastSegLib.runtime.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ContrastSegLib.triage import SD_FLOOR, VolumeNorms, review_row, sorted_review, spearman
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,14 +53,34 @@ def test_a_structure_three_times_the_training_volume_is_flagged_and_doubted():
     assert row["score"] == 1.0 and "a 3× the training volume" in row["flags"]
 
 
-def test_without_norms_there_are_no_z_scores_and_hostile_metadata_gives_none():
+def test_without_norms_there_are_no_z_scores():
     label, entropy = by_hand_case()
     row = review_row("case", label, entropy, {1: "a"})
     assert math.isnan(row["a_z"]) and row["score"] == pytest.approx(3 / 25)
-    assert VolumeNorms.from_metadata({"training_volumes_ml": {"1": "lots"}}) is None
     assert VolumeNorms.from_metadata({}) is None
-    finite = VolumeNorms.from_metadata({"training_volumes_ml": {"1": [float("inf"), -1, 2.0]}})
-    assert finite.count == {1: 1}
+
+
+@pytest.mark.parametrize("stored", ["lots", [1.0], {"1": "55"}, {"1": [float("inf")]}, {"1": [-1.0]},
+                                    {"1": [True]}, {"LV": [1.0]}, {"1": {"a": 1}}])
+def test_a_damaged_record_of_training_volumes_is_refused(stored):
+    with pytest.raises(ContrastSegError, match="model.pt: .*training_volumes_ml.*fine-tune the model again"):
+        VolumeNorms.from_metadata({"training_volumes_ml": stored}, "model.pt")
+
+
+def test_a_damaged_record_refuses_the_prediction_in_one_line(capsys, workspace, pairs, model):
+    trained = load_checkpoint(model)
+    damaged = workspace / "damaged.pt"
+    save_checkpoint(Checkpoint(trained.model, {**trained.metadata, "training_volumes_ml": {"1": ["x"]}}), damaged)
+    out = workspace / "never"
+    assert_refused(*run_cli(capsys, "predict", "--model", damaged, "--input", pairs, "--output", out,
+                            *FAST_PREDICT), str(damaged), "training_volumes_ml")
+    assert not out.exists()
+
+
+def test_structures_sharing_a_name_keep_their_own_columns():
+    label, entropy = by_hand_case()
+    row = review_row("case", label, entropy, {1: "part", 2: "part"})
+    assert row["part_1_ml"] == pytest.approx(0.2) and row["part_2_ml"] == 0
 
 
 def test_review_rows_are_sorted_worst_first_with_ties_by_name():

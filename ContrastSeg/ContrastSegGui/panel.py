@@ -249,7 +249,8 @@ class ContrastSegPanel:
         nodes = job.result
         self.ui.statusLabel.text = f"Created {', '.join(n.GetName() for n in nodes)}"
         first = next(row for row in job.review if row["volume"] is job.volumes[0])
-        show_in_views(first["volume"], first["segmentation"], first["uncertainty"])
+        show_in_views(first["volume"], first["segmentation"], first["uncertainty"],
+                      hidden=[row["segmentation"] for row in job.review])  # its own prediction only
         self.parameters.set_single("reviewVolume", first["volume"])
         self.parameters.set_single("reviewPrediction", first["segmentation"])
         self.review = job.review

@@ -23,21 +23,32 @@ SEGMENTATION_SUFFIX = " segmentation"
 def prepare_annotation(scene, suggestion: dict, classes: Sequence[SegmentClass] = ()) -> tuple:
     """(volume, segmentation) for a row of ``suggest``: its scene volume, or its file loaded as a NEW volume (kept in
     the row as "volume", so a second call loads nothing); the segmentation made on first use."""
-    volume = suggestion.get("volume")
+    volume, path = suggestion.get("volume"), suggestion.get("file")
     if volume is not None and volume.GetScene() is not scene:
-        raise SceneInputError(f"volume '{suggestion['name']}' is no longer in the scene; suggest again")
-    if volume is None:
-        path = suggestion.get("file")
-        if not path or not Path(path).is_file():
-            raise SceneInputError(f"{path}: the suggested scan is no longer there; suggest again")
-        volume = scene_io.read_scalar_volume(scene, path, scene.GenerateUniqueName(suggestion["case"]))
-        suggestion["volume"] = volume
-    segmentation = segmentation_for(scene, volume, classes)
-    editor = segment_editor_node(scene)
+        if not path:
+            raise SceneInputError(f"volume '{suggestion['name']}' is no longer in the scene; suggest again")
+        volume = None  # loaded from its file before and deleted since: load it again
+    with scene_io.nodes_removed_on_error(scene):  # a failure leaves the scene as it was
+        if volume is None:
+            volume = scene_io.read_scalar_volume(scene, _readable_scan(path), scene.GenerateUniqueName(
+                suggestion["case"]))
+        segmentation = segmentation_for(scene, volume, classes)
+        editor = segment_editor_node(scene)
+    suggestion["volume"] = volume
     editor.SetAndObserveSegmentationNode(segmentation)
     set_source = getattr(editor, "SetAndObserveSourceVolumeNode", None) or editor.SetAndObserveMasterVolumeNode
     set_source(volume)  # "Master" before Slicer 5.4
     return volume, segmentation
+
+
+def _readable_scan(path: str | None) -> str:
+    """``path`` when it is a scan file this module loads itself; else one line with the fix."""
+    if path and Path(path).is_dir():
+        raise SceneInputError(f"{path}: the suggested scan is a DICOM series; load it with the DICOM module, then "
+                              "tick it among the unlabeled volumes and suggest again")
+    if not path or not Path(path).is_file():
+        raise SceneInputError(f"{path}: the suggested scan is no longer there; suggest again")
+    return path
 
 
 def segmentation_for(scene, volume, classes: Sequence[SegmentClass] = ()):

@@ -35,7 +35,8 @@ class Suggestions:
     """Mixed into the workflow: needs its scene, jobs folder, launcher, exports and pre-training steps."""
 
     def suggest(self, unlabeled: Sequence = (), folders: Sequence[str] = (), model: str | None = None,
-                count: int = SuggestConfig.count, labeled_volumes: Sequence = (), pretrain: Sequence[PretrainConfig] | None = None,
+                count: int = SuggestConfig.count, labeled_volumes: Sequence = (),
+                pretrain: Sequence[PretrainConfig] | None = None,
                 preprocess: PreprocessConfig = PreprocessConfig(), channels: Sequence[int] = DEFAULT_CHANNELS,
                 device: str = "auto", cpu_time_budget: float | None = None, wait: bool = False, on_event=None):
         """Suggest ``count`` candidates to annotate next — the ``unlabeled`` scene volumes and the scans of

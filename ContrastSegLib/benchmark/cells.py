@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..choices import DEFAULT_SELECTIONS, Selection
 from ..errors import ContrastSegError
 from ..training.methods import Method, parse_method
 
 FULL = "full"
-SELECTIONS = ("random", "suggest")  # how a cell's labeled volumes are chosen: seeded draw, or contrastseg suggest
 
 
 @dataclass(frozen=True)
@@ -24,18 +24,18 @@ class Cell:
     method: str
     labeled: int
     seed: int
-    select: str = "random"
+    select: str = Selection.RANDOM.value
 
     @property
     def folder(self) -> Path:
         """Where the cell's files live under ``OUT/cells``: ``<method>/labeled<n>_seed<s>`` (suggested volumes:
         ``<method>/suggest_labeled<n>_seed<s>``)."""
-        prefix = "" if self.select == "random" else f"{self.select}_"
+        prefix = "" if self.select == Selection.RANDOM else f"{self.select}_"
         return Path(self.method) / f"{prefix}labeled{self.labeled}_seed{self.seed}"
 
     def describe(self) -> str:
         return f"{self.method} |X_L|={self.labeled} seed {self.seed}" + (
-            "" if self.select == "random" else f" ({self.select}ed volumes)")
+            "" if self.select == Selection.RANDOM else f" ({self.select}ed volumes)")
 
 
 def method_of(name: str) -> Method:
@@ -67,15 +67,16 @@ def check_counts(labeled: tuple[int, ...], seeds: int) -> tuple[int, ...]:
 
 
 def check_selections(names: tuple[str, ...]) -> tuple[str, ...]:
-    """``--select`` values: each of ``SELECTIONS`` at most once, in that order."""
-    unknown = [name for name in names if name not in SELECTIONS]
+    """``--select`` values: each :class:`Selection` at most once, in the enum's order."""
+    unknown = [name for name in names if name not in Selection.values()]
     if unknown or not names:
-        raise ContrastSegError(f"--select {','.join(names)}: choose random, suggest or random,suggest")
-    return tuple(name for name in SELECTIONS if name in names)
+        raise ContrastSegError(f"--select {','.join(names)}: choose {', '.join(Selection.values())} or "
+                               f"{','.join(Selection.values())}")
+    return tuple(name for name in Selection.values() if name in names)
 
 
 def plan_cells(methods: tuple[str, ...], labeled: tuple[int, ...], seeds: int, labeled_pool: int,
-               source: str, selections: tuple[str, ...] = ("random",)) -> list[Cell]:
+               source: str, selections: tuple[str, ...] = DEFAULT_SELECTIONS) -> list[Cell]:
     """Cells seed by seed (so every method has a result early), then by |X_L|, then method and selection;
     ``full`` once per seed with every labeled pool case. A count above ``labeled_pool`` is refused."""
     too_many = [n for n in labeled if n > labeled_pool]

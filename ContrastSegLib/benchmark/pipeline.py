@@ -146,11 +146,13 @@ def score_cases(test_cases: Sequence[Case], predictions: Path, structures: dict[
     return rows
 
 
-def triage_of(predictions: Path, rows: Sequence[dict]) -> list[dict]:
-    """[{"case", "score", "dice"}] of each test case: the review.csv score of :func:`predict_cases` beside the true
-    mean Dice of ``rows`` (:func:`score_cases`)."""
-    joined = review_with_dice(read_review(predictions / REVIEW_NAME), rows)
-    return [{"case": row["case"], "score": row["score"], "dice": row["dice"]} for row in joined]
+def triage_of(predictions: Path, test_cases: Sequence[Case], rows: Sequence[dict]) -> list[dict]:
+    """[{"case", "score", "dice"}] of each test case: the review.csv score of :func:`predict_cases` (which names a
+    case by its image file) beside the true mean Dice of ``rows`` (:func:`score_cases`, by case id)."""
+    ids = {case_stem(case.image): case.id for case in test_cases}
+    review = [{**row, "case": ids.get(row["case"], row["case"])} for row in read_review(predictions / REVIEW_NAME)]
+    return [{"case": row["case"], "score": row["score"], "dice": row["dice"]}
+            for row in review_with_dice(review, rows)]
 
 
 def _common_channel(cases: Sequence[Case]) -> int | None:

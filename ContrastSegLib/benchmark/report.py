@@ -13,14 +13,15 @@ import re
 import statistics
 from pathlib import Path
 
+from ..choices import Selection
 from ..evaluation import write_rows
 from ..io import write_bytes, write_text
 from .cells import FULL, Cell
 from .datasets import SPECS, PreparedDataset
+from .markdown import MISSING, paired_difference, table_line
 from .profiles import Profile
 from .triage_report import selection_table, triage_table
 
-MISSING = "—"
 
 
 def structure_key(name: str) -> str:
@@ -34,7 +35,7 @@ def result_row(dataset: str, result: dict) -> dict:
     summary = {row["structure"]: row for row in result["summary"]}
     structures = [name for name in summary if name != "mean"]
     row = {"dataset": dataset, "method": result["method"], "labeled": result["labeled"], "seed": result["seed"],
-           "select": result.get("select", "random"), "test_cases": len(result["test_cases"])}
+           "select": result.get("select", Selection.RANDOM), "test_cases": len(result["test_cases"])}
     row.update({f"dice_{structure_key(s)}": summary[s]["dice_mean"] for s in structures})
     row["dice_mean"] = summary["mean"]["dice_mean"]
     row.update({f"hd95_{structure_key(s)}_mm": summary[s]["hd95_mm_mean"] for s in structures})
@@ -44,6 +45,11 @@ def result_row(dataset: str, result: dict) -> dict:
     row["triage_spearman"] = result.get("triage_spearman")
     row["labeled_cases"] = " ".join(result["labeled_cases"])
     return row
+
+
+def randomly_drawn(rows: list[dict]) -> list[dict]:
+    """The rows of cells whose labeled volumes were the seeded draw (the main tables and plots)."""
+    return [row for row in rows if row.get("select", Selection.RANDOM) == Selection.RANDOM]
 
 
 def seed_statistics(rows: list[dict], column: str) -> dict[tuple[str, int], tuple[float, float, int]]:
@@ -63,8 +69,9 @@ def write_outputs(out: Path, rows: list[dict], results: list[dict], prepared: Pr
     """Write results.csv, plots/*.png and report.md (each atomically, replacing the previous run's)."""
     write_rows(rows, out / "results.csv", overwrite=True)
     structures = list(prepared.structures.values())
-    plot_dice(rows, ["mean"], out / "plots" / "dice_vs_labeled.png", prepared.name)
-    plot_dice(rows, structures, out / "plots" / "dice_vs_labeled_per_structure.png", prepared.name)
+    drawn = randomly_drawn(rows)
+    plot_dice(drawn, ["mean"], out / "plots" / "dice_vs_labeled.png", prepared.name)
+    plot_dice(drawn, structures, out / "plots" / "dice_vs_labeled_per_structure.png", prepared.name)
     text = markdown_report(rows, results, prepared, profile, environment, performance)
     write_text(text, out / "report.md", overwrite=True)
 
@@ -74,7 +81,7 @@ def markdown_report(rows: list[dict], results: list[dict], prepared: PreparedDat
     """report.md: setting, mean Dice (rows = methods, columns = |X_L|), per structure, time, plots, overlays,
     the optional performance section, the command and the environment. The main tables hold the cells with
     randomly drawn labeled volumes; those with suggested ones have their own section."""
-    every_row, rows = rows, [row for row in rows if row.get("select", "random") == "random"]
+    every_row, rows = rows, randomly_drawn(rows)
     methods = list(dict.fromkeys(row["method"] for row in rows))
     seeds = sorted({row["seed"] for row in rows})
     split = prepared.split
@@ -136,9 +143,9 @@ def dice_table(rows: list[dict], methods: list[str]) -> str:
     counts = sorted({row["labeled"] for row in rows if row["method"] != FULL})
     full = sorted({row["labeled"] for row in rows if row["method"] == FULL})
     header = ["method"] + [f"{n} labeled" for n in counts] + [f"all {n} labeled" for n in full]
-    lines = [_line(header), _line(["---"] * len(header))]
+    lines = [table_line(header), table_line(["---"] * len(header))]
     for method in methods:
-        lines.append(_line([method] + [_mean_std(stats.get((method, n))) for n in counts + full]))
+        lines.append(table_line([method] + [_mean_std(stats.get((method, n))) for n in counts + full]))
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +153,7 @@ def random_comparison_table(rows: list[dict], methods: list[str], unit: str = "s
     """Rows = (method, |X_L|) of every pre-trained method: its mean Dice minus random init's, paired by seed (the
     rows' "seed": a fold of ``contrastseg compare``, whose ``unit`` is "folds")."""
     by_cell = {(row["method"], row["labeled"], row["seed"]): row["dice_mean"] for row in rows}
-    lines = [_line(["method", "labeled", "Dice − random", "higher on", "verdict"]), _line(["---"] * 5)]
+    lines = [table_line(["method", "labeled", "Dice − random", "higher on", "verdict"]), table_line(["---"] * 5)]
     for method, count in _method_counts(rows, methods):
         if method in ("random", FULL):
             continue
@@ -154,15 +161,12 @@ def random_comparison_table(rows: list[dict], methods: list[str], unit: str = "s
                  if m == method and n == count and ("random", count, seed) in by_cell]
         differences = [a - b for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
         if not differences:
-            lines.append(_line([method, str(count), MISSING, MISSING, "no random run to compare"]))
+            lines.append(table_line([method, str(count), MISSING, MISSING, "no random run to compare"]))
             continue
-        mean = statistics.fmean(differences)
-        spread = f" ± {statistics.stdev(differences):.3f}" if len(differences) > 1 else ""
-        wins = sum(d > 0 for d in differences)
+        text, wins, mean = paired_difference(differences)
         verdict = ("beats random" if wins == len(differences) else "**does not beat random**" if mean <= 0
                    else "mixed")
-        lines.append(_line([method, str(count), f"{mean:+.3f}{spread}", f"{wins}/{len(differences)} {unit}",
-                            verdict]))
+        lines.append(table_line([method, str(count), text, f"{wins}/{len(differences)} {unit}", verdict]))
     return "\n".join(lines) + "\n"
 
 
@@ -172,13 +176,13 @@ def gap_table(rows: list[dict], methods: list[str]) -> str:
     full = [value for (method, _), (value, _, _) in stats.items() if method == FULL and math.isfinite(value)]
     if not full:
         return "No `full` run in this benchmark: add `full` to --methods.\n"
-    lines = [_line(["method", "labeled", "random", "method", "full", "gap closed"]), _line(["---"] * 6)]
+    lines = [table_line(["method", "labeled", "random", "method", "full", "gap closed"]), table_line(["---"] * 6)]
     for method, count in _method_counts(rows, methods):
         if method in ("random", FULL) or ("random", count) not in stats:
             continue
         low, value, high = stats[("random", count)][0], stats[(method, count)][0], full[0]
         share = (value - low) / (high - low) if high > low else math.nan
-        lines.append(_line([method, str(count), f"{low:.3f}", f"{value:.3f}", f"{high:.3f}",
+        lines.append(table_line([method, str(count), f"{low:.3f}", f"{value:.3f}", f"{high:.3f}",
                             MISSING if math.isnan(share) else f"{share:.0%}"]))
     return "\n".join(lines) + "\n"
 
@@ -188,10 +192,10 @@ def structure_table(rows: list[dict], methods: list[str], structures: list[str])
     columns = [f"dice_{structure_key(s)}" for s in structures] + ["dice_mean", "hd95_mean_mm"]
     stats = {column: seed_statistics(rows, column) for column in columns}
     header = ["method", "labeled"] + [f"Dice {s}" for s in structures] + ["mean Dice", "HD95 mm"]
-    lines = [_line(header), _line(["---"] * len(header))]
+    lines = [table_line(header), table_line(["---"] * len(header))]
     for method, count in _method_counts(rows, methods):
         cells = [_mean_std(stats[c].get((method, count)), 1 if c.startswith("hd95") else 3) for c in columns]
-        lines.append(_line([method, str(count)] + cells))
+        lines.append(table_line([method, str(count)] + cells))
     return "\n".join(lines) + "\n"
 
 
@@ -199,9 +203,9 @@ def time_table(rows: list[dict], methods: list[str]) -> str:
     stats = {c: seed_statistics(rows, c) for c in ("pretrain_seconds", "finetune_seconds", "train_seconds",
                                                     "predict_seconds")}
     header = ["method", "labeled", "pre-training s", "fine-tuning s", "train s", "predict s"]
-    lines = [_line(header), _line(["---"] * len(header))]
+    lines = [table_line(header), table_line(["---"] * len(header))]
     for method, count in _method_counts(rows, methods):
-        lines.append(_line([method, str(count)] + [_mean_std(s.get((method, count)), 1) for s in stats.values()]))
+        lines.append(table_line([method, str(count)] + [_mean_std(s.get((method, count)), 1) for s in stats.values()]))
     return "\n".join(lines) + "\n"
 
 
@@ -258,7 +262,8 @@ def _overlays(results: list[dict]) -> str:
         chosen.setdefault(result["method"], result)
     lines = []
     for method, result in chosen.items():
-        folder = Cell(method, result["labeled"], result["seed"], result.get("select", "random")).folder.as_posix()
+        cell = Cell(method, result["labeled"], result["seed"], result.get("select", Selection.RANDOM))
+        folder = cell.folder.as_posix()
         lines.append(f"![{method}, {result['labeled']} labeled, seed {result['seed']}]"
                      f"(cells/{folder}/{result['overlay']})")
     return "\n".join(lines) + "\n" if lines else "(none)\n"
@@ -275,5 +280,3 @@ def _mean_std(stat: tuple[float, float, int] | None, decimals: int = 3) -> str:
     return f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if math.isfinite(std) else "")
 
 
-def _line(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"

@@ -10,6 +10,7 @@ Layout of ``OUT``::
     selection/seed<s>.json          --select suggest: the labeled pool in the order seed s's G^D model suggests it
     pretrained/seed<s>/<chain>.pt   pre-training stages, shared by every |X_L| and method with that chain and seed;
     pretrained/seed<s>/labeled<n>/  ... except chains with the supervised-local stage (SLC), which reads the labels
+                                    (suggested volumes: pretrained/seed<s>/suggest_labeled<n>/)
     cells/<method>/labeled<n>_seed<s>/  result.json, model.pt, predictions/ (+ review.csv), overlay PNG: complete or
                                     absent (suggested volumes: cells/<method>/suggest_labeled<n>_seed<s>/)
     results.csv, report.md, plots/  rewritten from the finished cells at the end of every run
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..choices import DEFAULT_SELECTIONS, Selection
 from ..data.splits import check_not_test, load_split, save_split
 from ..errors import ContrastSegError
 from ..evaluation import summarise
@@ -70,7 +72,7 @@ class BenchmarkRequest:
     performance: bool | None = None
     finetune_recipe: dict = field(default_factory=dict)
     time_budget: float | None = None
-    select: tuple[str, ...] = ("random",)
+    select: tuple[str, ...] = DEFAULT_SELECTIONS
     command: str | None = None
 
 
@@ -147,7 +149,7 @@ class _CellRunner:
 
     def _compute(self, cell: Cell, staging: Path) -> dict:
         method, settings, data = method_of(cell.method), self.settings(cell.seed), self.prepared.manifest
-        if cell.select == "random":
+        if cell.select == Selection.RANDOM:
             draw = labeled_draw(self.prepared.split, cell.labeled, cell.seed)
         else:
             draw = tuple(sorted(self._suggested(cell.seed, settings)[:cell.labeled]))
@@ -155,7 +157,7 @@ class _CellRunner:
         init, pretrain_seconds = None, 0.0
         for step in pretraining_steps(method):
             folder = self.out / "pretrained" / f"seed{cell.seed}"
-            folder = folder / f"labeled{cell.labeled}" if "+SLC" in step.chain else folder
+            folder = folder / cell.folder.name.split("_seed")[0] if "+SLC" in step.chain else folder
             stage_split = split if step.supervised else self._save_split("pretraining", (), 0, "pre-training")
             path, seconds = self._pretrained(step, stage_split, folder / f"{step.chain}.pt", init, settings)
             init, pretrain_seconds = path, pretrain_seconds + seconds
@@ -172,7 +174,7 @@ class _CellRunner:
         predict_seconds = time.perf_counter() - started
         rows = score_cases(test_cases, staging / "predictions", self.prepared.structures, overlays=staging,
                            overlay_count=1, colors=self.prepared.colors, title=f"{cell.describe()}: ")
-        triage = triage_of(staging / "predictions", rows)
+        triage = triage_of(staging / "predictions", test_cases, rows)
         return {"method": cell.method, "labeled": cell.labeled, "seed": cell.seed, "select": cell.select,
                 "labeled_cases": list(draw), "triage": triage,
                 "triage_spearman": spearman([t["score"] for t in triage], [t["dice"] for t in triage]),

@@ -6,40 +6,35 @@ from __future__ import annotations
 import math
 import statistics
 
+from ..choices import Selection
 from ..triage import spearman
-
-MISSING = "—"
-
-
-def _line(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+from .markdown import MISSING, paired_difference, table_line
 
 
 def selection_table(rows: list[dict]) -> str:
     """Rows = (method, |X_L|) run with both selections: mean Dice with suggested volumes minus with the seed's
     random draw, paired by seed, and the verdict."""
-    by_cell = {(row["method"], row["labeled"], row["seed"], row.get("select", "random")): row["dice_mean"]
+    by_cell = {(row["method"], row["labeled"], row["seed"], row.get("select", Selection.RANDOM)): row["dice_mean"]
                for row in rows}
-    keys = sorted({(m, n) for m, n, _, select in by_cell if select == "suggest"}, key=lambda k: (k[0], k[1]))
+    keys = sorted({(m, n) for m, n, _, select in by_cell if select == Selection.SUGGEST})
     if not keys:
         return "No cell ran with suggested volumes: add `--select random,suggest`.\n"
-    lines = [_line(["method", "labeled", "random draw", "suggested", "suggested − random", "higher on", "verdict"]),
-             _line(["---"] * 7)]
+    header = ["method", "labeled", "random draw", "suggested", "suggested − random", "higher on", "verdict"]
+    lines = [table_line(header), table_line(["---"] * len(header))]
     for method, count in keys:
-        pairs = [(value, by_cell[(method, count, seed, "random")]) for (m, n, seed, select), value in by_cell.items()
-                 if (m, n, select) == (method, count, "suggest") and (method, count, seed, "random") in by_cell]
+        random = Selection.RANDOM
+        pairs = [(value, by_cell[(method, count, seed, random)]) for (m, n, seed, select), value in by_cell.items()
+                 if (m, n, select) == (method, count, Selection.SUGGEST) and (method, count, seed, random) in by_cell]
         pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
         if not pairs:
-            lines.append(_line([method, str(count), MISSING, MISSING, MISSING, MISSING, "no random draw to compare"]))
+            lines.append(table_line([method, str(count)] + [MISSING] * 4 + ["no random draw to compare"]))
             continue
         differences = [a - b for a, b in pairs]
-        mean = statistics.fmean(differences)
-        spread = f" ± {statistics.stdev(differences):.3f}" if len(differences) > 1 else ""
-        wins = sum(d > 0 for d in differences)
+        text, wins, mean = paired_difference(differences)
         verdict = ("suggestion better on every seed" if wins == len(differences) else
                    "**no gain from the suggestion**" if mean <= 0 else "mixed")
-        lines.append(_line([method, str(count), f"{statistics.fmean(b for _, b in pairs):.3f}",
-                            f"{statistics.fmean(a for a, _ in pairs):.3f}", f"{mean:+.3f}{spread}",
+        lines.append(table_line([method, str(count), f"{statistics.fmean(b for _, b in pairs):.3f}",
+                            f"{statistics.fmean(a for a, _ in pairs):.3f}", text,
                             f"{wins}/{len(differences)} seeds", verdict]))
     return "\n".join(lines) + "\n"
 
@@ -58,10 +53,10 @@ def triage_table(results: list[dict]) -> str:
             math.nan if rho is None else float(rho))
     if not scores:
         return "No cell recorded triage scores (cells computed before the review table existed).\n"
-    lines = [_line(["method", "labeled", "cells", "mean ρ per cell"]), _line(["---"] * 4)]
+    lines = [table_line(["method", "labeled", "cells", "mean ρ per cell"]), table_line(["---"] * 4)]
     for (method, count), values in sorted(groups.items()):
         finite = [v for v in values if math.isfinite(v)]
-        lines.append(_line([method, str(count), str(len(values)),
+        lines.append(table_line([method, str(count), str(len(values)),
                             f"{statistics.fmean(finite):+.2f}" if finite else MISSING]))
     pooled = spearman(scores, dice)
     lines.append("")

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..benchmark.cells import FULL
+from ..choices import DEFAULT_SELECTIONS
 from ..benchmark.datasets import dataset_names
 from ..benchmark.profiles import DEFAULT_METHODS, PROFILES
 from ..benchmark.runner import BenchmarkRequest, run_benchmark
@@ -59,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--time-budget", type=DURATION.parse, default=None, metavar="DURATION",
                         help="wall-clock budget of each cell's training chain, e.g. 10m: each pre-training stage a "
                              "third, fine-tuning the rest (default: the iterations)")
-    parser.add_argument("--select", type=name_list, default=("random",), metavar="random|suggest|random,suggest",
+    parser.add_argument("--select", type=name_list, default=DEFAULT_SELECTIONS, metavar="random|suggest|random,suggest",
                         help="how each seed's labeled volumes are chosen: a seeded random draw, or the first |X_L| "
                              "that contrastseg suggest picks with the seed's G^D checkpoint (both: paired by seed in "
                              "report.md; default: random)")
@@ -118,7 +119,7 @@ def command_line(args: argparse.Namespace) -> str:
                "--finetune": shlex.join(command_arguments(replace(FinetuneConfig(), **args.finetune_recipe),
                                                                RECIPE_EXCLUDED)) if args.finetune_recipe else None,
                "--time-budget": format_duration(args.time_budget) if args.time_budget else None,
-               "--select": ",".join(args.select) if tuple(args.select) != ("random",) else None,
+               "--select": ",".join(args.select) if tuple(args.select) != DEFAULT_SELECTIONS else None,
                "--device": args.device, "--precision": args.precision, "--channels-last": args.channels_last}
     words = ["contrastseg", "benchmark"] + [str(w) for key, value in options.items() if value is not None
                                             for w in (key, value)]

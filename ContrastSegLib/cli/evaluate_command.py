@@ -21,8 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Match predictions to references by case name (suffixes _seg/_pred/_label/_gt ignored; a "
                     "Decathlon folder's labelsTr/ is used), compute Dice and HD95 (mm, MONAI), print a table and "
                     "write one row per case and structure. When --pred holds the review.csv of contrastseg predict, "
-                    "also write it with the true Dice beside the triage score (<out>_review.csv) and print their "
-                    "rank correlation.")
+                    "also write it with the true Dice beside the triage score (<out stem>_review.csv or .json) and "
+                    "print their rank correlation.")
     parser.add_argument("--pred", required=True, help="folder of predicted label maps")
     parser.add_argument("--ref", required=True, help="folder of reference label maps (or a Decathlon folder)")
     parser.add_argument("--out", required=True, help="metrics file, .csv or .json; the summary goes beside it")

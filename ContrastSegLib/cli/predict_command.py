@@ -12,7 +12,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "predict", help="segment volumes with a fine-tuned checkpoint",
         description="One input -> --output is a label-map file; several inputs or a dataset folder -> --output is a "
-                    "folder of <case>_seg.nii.gz. Outputs keep the input's shape, spacing, origin and direction.")
+                    "folder of <case>_seg.nii.gz and review.csv (one row per case, the predictions most likely "
+                    "wrong first: uncertainty in each structure, its volume against the training labels'). Outputs "
+                    "keep the input's shape, spacing, origin and direction.")
     parser.add_argument("--model", required=True, help="checkpoint written by contrastseg finetune")
     parser.add_argument("--input", required=True, nargs="+", help="image file(s), DICOM folder, or dataset folder")
     parser.add_argument("--output", required=True, help="label-map file (one input) or output folder")

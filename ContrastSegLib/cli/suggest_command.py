@@ -24,6 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="folder of the volumes already annotated: never suggested, their slices count as "
                              "covered")
     parser.add_argument("--out", required=True, type=Path, help="suggestions table, .csv or .json")
+    parser.add_argument("--channel", type=int, default=None, help="modality index of 4-D multi-channel images")
     add_options(parser, SuggestConfig, exclude=[ExecutionConfig])
     add_execution_options(parser)
     add_overwrite_option(parser)
@@ -32,5 +33,5 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_suggest(args.model, args.unlabeled, args.out, config_from_args(SuggestConfig, args), labeled=args.labeled,
-                overwrite=args.overwrite)
+                overwrite=args.overwrite, channel=args.channel)
     return 0

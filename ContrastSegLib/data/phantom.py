@@ -40,7 +40,8 @@ RV_DIRECTION_DEG = 200.0  # the RV lies left of the LV and slightly anterior (up
 
 def make_phantom(index: int, seed: int = 0, dark_blood: bool = False) -> tuple[Volume, Volume]:
     """(image float32, label uint8) of subject ``index`` of the phantom family ``seed``, with the dark-blood
-    contrast when asked (same anatomy and noise draws); identical for identical args. Both arrays are (K slices, J rows, I cols), slice 0 at the base, slice K-1 at the apex."""
+    contrast when asked (same anatomy and noise draws); identical for identical args. Both arrays are (K slices,
+    J rows, I cols), slice 0 at the base, slice K-1 at the apex."""
     if int(index) < 0 or int(seed) < 0:
         raise ContrastSegError(f"phantom: index {index} and seed {seed} must be non-negative integers")
     rng = np.random.default_rng([int(seed), int(index)])
@@ -192,7 +193,8 @@ def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, ove
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ContrastSegError(f"{out_dir}: output folder is not empty; pass --overwrite or choose another folder")
     cases = [f"phantom_{index:03d}" for index in range(int(n))]
-    dark = [index for index in range(int(n)) if dark_blood_every > 0 and index % dark_blood_every == dark_blood_every - 1]
+    every = int(dark_blood_every)
+    dark = [index for index in range(int(n)) if every > 0 and index % every == every - 1]
     with atomic_path(out_dir, overwrite=True) as staging:
         staging.mkdir()
         for index, case in enumerate(cases):

@@ -118,7 +118,7 @@ def _rebased(task: PredictionTask, folder: Path, staging: Path) -> PredictionTas
 def _predict_task(predictor: Predictor, task: PredictionTask, for_review: bool = False) -> Prediction:
     image = read_image(task.image, channel=task.channel)
     return predictor.predict(image, probabilities=task.probabilities is not None,
-                             uncertainty=for_review or task.uncertainty is not None)
+                             uncertainty=task.uncertainty is not None, entropy_map=for_review)
 
 
 def _review_row(predictor: Predictor, task: PredictionTask, prediction: Prediction) -> dict:

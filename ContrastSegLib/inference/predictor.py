@@ -19,7 +19,7 @@ from ..runtime.checkpoint import Checkpoint, load_checkpoint
 from ..runtime.precision import ExecutionPlan, plan_execution
 from ..settings import Flips, PreprocessConfig
 from ..triage.volumes import VolumeNorms
-from .slices import NO_FLIPS, TRAINING_FLIPS, batched_probabilities
+from .slices import NO_FLIPS, TRAINING_FLIPS, batched_probabilities, normalised_entropy
 
 
 @dataclass(frozen=True)
@@ -70,21 +70,23 @@ class Predictor:
         self.source = source
         # checkpoints without the setting were trained with both flips, the setting's former default
         self.flips = TRAINING_FLIPS.get((meta.get("config") or {}).get("flips", Flips.BOTH.value), NO_FLIPS)
-        self.volume_norms = VolumeNorms.from_metadata(meta)  # the training labels' volumes (None: older model)
+        self.volume_norms = VolumeNorms.from_metadata(meta, source)  # the training labels' volumes (None: older)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":
         return cls(load_checkpoint(path), source=str(path), **kwargs)
 
-    def predict(self, image: Volume, probabilities: bool = False, uncertainty: bool = False) -> Prediction:
+    def predict(self, image: Volume, probabilities: bool = False, uncertainty: bool = False,
+                entropy_map: bool = False) -> Prediction:
         """Segment ``image``; with ``uncertainty`` the prediction averages the test-time flips of the model's
-        training (none: one pass) and the entropy map is returned too."""
+        training (none: one pass) and the entropy map is returned too. ``entropy_map`` alone returns the entropy of
+        the plain pass (the label map unchanged; what a folder's review table reads)."""
         prepared = preprocess_volume(image, self.preprocess_config)
         record, classes = prepared.record, len(self.labels.values)
         values = torch.as_tensor(self.labels.values, device=self.plan.device)
         stack = record.stack_shape  # (S, R, C')
         indices = np.empty(stack, dtype=np.uint8 if max(self.labels.values) < 256 else np.uint16)
-        entropy = np.empty(stack, dtype=np.float32) if uncertainty else None
+        entropy = np.empty(stack, dtype=np.float32) if uncertainty or entropy_map else None
         restored = np.empty((stack[0], classes) + stack[1:], dtype=np.float32) if probabilities else None
         # One batch of slices at a time: the full-resolution probabilities of a whole volume never exist at once.
         for start, batch in batched_probabilities(self.model, prepared.image, self.plan, self.batch_size,
@@ -93,8 +95,7 @@ class Predictor:
             rows = slice(start, start + planes.shape[0])
             indices[rows] = values[planes.max(1).indices].cpu().numpy()  # max(): far faster than argmax on CPU
             if entropy is not None:
-                clipped = planes.clamp_min(1e-8)
-                entropy[rows] = (-(clipped * clipped.log()).sum(1) / np.log(classes)).cpu().numpy()
+                entropy[rows] = normalised_entropy(planes).cpu().numpy()
             if restored is not None:
                 restored[rows] = planes.cpu().numpy()
         label = image.with_array(to_volume_order(indices, record), source=f"{image.name} (prediction)")

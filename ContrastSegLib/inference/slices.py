@@ -4,6 +4,7 @@ segment one)."""
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
@@ -38,6 +39,12 @@ def batched_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionP
                 probabilities = probabilities.flip(dims) if dims else probabilities
                 total = probabilities if total is None else total + probabilities
             yield start, total / len(flips)
+
+
+def normalised_entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) class probabilities -> (B, H, W) entropy / log C, in [0, 1] (0: one class certain)."""
+    clipped = probabilities.float().clamp_min(1e-8)
+    return -(clipped * clipped.log()).sum(1) / math.log(probabilities.shape[1])
 
 
 def slice_probabilities(model: nn.Module, slices: np.ndarray, plan: ExecutionPlan, batch_size: int = 32,

@@ -8,7 +8,6 @@ entropy inside the predicted structures and their border (``triage.uncertainty``
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -17,14 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ContrastSegError
+from ..inference.slices import normalised_entropy
 from ..models import UNet2D, UNetConfig, evaluating, global_head
 from ..preprocess import PreparedVolume
 from ..runtime.checkpoint import Checkpoint, load_checkpoint
 from ..runtime.precision import ExecutionPlan, plan_execution
-from ..settings import PreprocessConfig
+from ..settings import PreprocessConfig, Stage
 from ..triage.uncertainty import foreground_uncertainty
 
-ENCODER_TRAINING_STAGES = ("finetune", "pretrain-global", "pretrain-masked", "pretrain-supervised-local")
+ENCODER_TRAINING_STAGES = ("finetune",) + tuple(f"pretrain-{stage}" for stage in
+                                                 (Stage.GLOBAL, Stage.MASKED, Stage.SUPERVISED_LOCAL))
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ class VolumeEmbedding:
 
 def _encoder_was_trained(metadata: dict) -> bool:
     """Whether this checkpoint or one it descends from trained the encoder (the local stage keeps it frozen)."""
-    stages = [metadata.get("stage")] + [entry.get("stage") for entry in metadata.get("lineage") or []
-                                        if isinstance(entry, dict)]
+    lineage = metadata.get("lineage")
+    lineage = lineage if isinstance(lineage, list) else []
+    stages = [metadata.get("stage")] + [entry.get("stage") for entry in lineage if isinstance(entry, dict)]
     return any(stage in ENCODER_TRAINING_STAGES for stage in stages)
 
 
@@ -52,10 +54,13 @@ class SliceEmbedder:
         if "architecture" not in meta or "preprocessing" not in meta:
             raise ContrastSegError(f"{source}: this checkpoint records no architecture or preprocessing; pass a "
                                    "checkpoint written by contrastseg pretrain or finetune")
-        self.model = UNet2D(UNetConfig.from_json(meta["architecture"]))
-        self.preprocess_config = PreprocessConfig.from_json(meta["preprocessing"])
-        encoder = {k: v for k, v in checkpoint.model.items() if k.startswith("encoder.")}
-        if set(encoder) != {k for k in self.model.state_dict() if k.startswith("encoder.")}:
+        try:
+            self.model = UNet2D(UNetConfig.from_json(meta["architecture"]))
+            self.preprocess_config = PreprocessConfig.from_json(meta["preprocessing"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ContrastSegError(f"{source}: checkpoint metadata is damaged ({error}); train it again") from None
+        encoder = {k for k in checkpoint.model if k.startswith("encoder.")}
+        if encoder != {k for k in self.model.state_dict() if k.startswith("encoder.")}:
             raise ContrastSegError(f"{source}: the checkpoint holds no complete encoder to embed slices with; pass "
                                    "a pre-trained (global or masked stage) or fine-tuned checkpoint")
         if not _encoder_was_trained(meta):
@@ -64,8 +69,13 @@ class SliceEmbedder:
                                    "a chain built on one, or a fine-tuned model")
         self.fine_tuned = meta.get("stage") == "finetune" and "labels" in meta
         own = self.model.state_dict()
-        self.model.load_state_dict({k: v for k, v in checkpoint.model.items() if k in own}, strict=False)
         g1 = {k[len("heads.g1."):]: v for k, v in checkpoint.model.items() if k.startswith("heads.g1.")}
+        try:  # a fine-tuned model's decoder and head make its uncertainty: all of it must be there
+            self.model.load_state_dict({k: v for k, v in checkpoint.model.items() if k in own},
+                                       strict=self.fine_tuned)
+        except RuntimeError as error:
+            raise ContrastSegError(f"{source}: checkpoint does not match its architecture ({error}); train it "
+                                   "again") from None
         self.head = None
         if g1 and not self.fine_tuned:
             self.head = global_head(self.model, self.preprocess_config.crop_size)
@@ -104,9 +114,8 @@ class SliceEmbedder:
                     logits = self.model.segmentation_head(self.model.decode(features)) if self.fine_tuned else None
                 vectors.append(F.normalize(vector.float(), dim=1).cpu())
                 if logits is not None:
-                    probabilities = torch.softmax(logits.float(), 1).clamp_min(1e-8)
-                    entropy.append((-(probabilities * probabilities.log()).sum(1)
-                                    / math.log(probabilities.shape[1])).cpu())
+                    probabilities = torch.softmax(logits.float(), 1)
+                    entropy.append(normalised_entropy(probabilities).cpu())
                     indices.append(probabilities.argmax(1).cpu())
         uncertainty = None
         if self.fine_tuned:

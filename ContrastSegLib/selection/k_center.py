@@ -56,7 +56,8 @@ def _per_volume(values: np.ndarray, owners: np.ndarray, volumes: int, reduce: st
         result = np.full(volumes, -np.inf)
         np.maximum.at(result, owners, values)
         return result
-    return np.bincount(owners, weights=values, minlength=volumes) / np.maximum(np.bincount(owners, minlength=volumes), 1)
+    slices = np.maximum(np.bincount(owners, minlength=volumes), 1)
+    return np.bincount(owners, weights=values, minlength=volumes) / slices
 
 
 def greedy_k_center(embeddings: np.ndarray, owners: np.ndarray, count: int,

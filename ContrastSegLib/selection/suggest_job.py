@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -44,12 +45,13 @@ def read_suggestions(path: str | os.PathLike) -> list[dict]:
 
 
 def candidate_cases(unlabeled: Sequence[str | os.PathLike], labeled: str | os.PathLike | None,
-                    count: int) -> tuple[list[Case], list[Case]]:
+                    count: int, channel: int | None = None) -> tuple[list[Case], list[Case]]:
     """(candidates, already-labeled cases): every volume of ``unlabeled`` that is not also in ``labeled`` (same case
-    name or same image file). Refuses too few candidates before anything is read."""
-    known = list(discover(labeled).cases) if labeled else []
+    name or same image file); ``channel`` picks the modality of 4-D images (else each dataset's own). Refuses too
+    few candidates before anything is read."""
+    known = [_with_channel(c, channel) for c in discover(labeled, channel=channel).cases] if labeled else []
     names, images = {c.id for c in known}, {c.image.resolve() for c in known}
-    found = unlabeled_cases(unlabeled)
+    found = [_with_channel(c, channel) for c in unlabeled_cases(unlabeled)]
     candidates = [c for c in found if c.id not in names and c.image.resolve() not in images]
     sources = ", ".join(map(str, unlabeled))
     if not candidates:
@@ -64,7 +66,8 @@ def candidate_cases(unlabeled: Sequence[str | os.PathLike], labeled: str | os.Pa
 
 def run_suggest(model: str | os.PathLike, unlabeled: Sequence[str | os.PathLike], out: str | os.PathLike | None,
                 config: SuggestConfig = SuggestConfig(), labeled: str | os.PathLike | None = None,
-                overwrite: bool = False, reporter: ProgressReporter | None = None) -> list[dict]:
+                overwrite: bool = False, reporter: ProgressReporter | None = None,
+                channel: int | None = None) -> list[dict]:
     """Suggest ``config.count`` volumes of ``unlabeled`` to annotate (``labeled``: volumes annotated already, whose
     slices count as covered) and write the table to ``out`` (.csv or .json; None: not written). Returns its rows."""
     config.check()
@@ -72,7 +75,7 @@ def run_suggest(model: str | os.PathLike, unlabeled: Sequence[str | os.PathLike]
         out = check_output_path(out, overwrite, kind="file")
         if out.suffix.lower() not in (".csv", ".json"):
             raise ContrastSegError(f"--out {out}: suggestions are written as .csv or .json; choose such a file name")
-    candidates, known = candidate_cases(unlabeled, labeled, config.count)
+    candidates, known = candidate_cases(unlabeled, labeled, config.count, channel)
     embedder = SliceEmbedder.from_file(model, config.device, config.precision, config.channels_last)
     reporter = reporter or ProgressReporter("suggest", len(candidates) + len(known))
     reporter.started(device=embedder.plan.describe(), volumes=len(candidates), labeled=len(known))
@@ -123,14 +126,18 @@ def uncertainty_order(volumes: Sequence[VolumeEmbedding]) -> list[int]:
     return sorted(range(len(volumes)), key=key)
 
 
+def _with_channel(case: Case, channel: int | None) -> Case:
+    return case if channel is None else replace(case, channel=channel)
+
+
 def _embed_case(embedder: SliceEmbedder, case: Case) -> VolumeEmbedding:
     prepared = preprocess_volume(read_image(case.image, channel=case.channel), embedder.preprocess_config)
     crop, plane = embedder.preprocess_config.crop_size, prepared.record.resampled_shape
     if max(plane) < MIN_FIELD_OF_VIEW * crop:
         raise ContrastSegError(
-            f"{case.image}: its plane resamples to {plane[0]}×{plane[1]} px, less than a quarter of the model's {crop} px "
-            "slice, so its embedding would describe padding; leave it out, or use a model trained at a finer "
-            "--spacing")
+            f"{case.image}: its plane resamples to {plane[0]}×{plane[1]} px, less than {MIN_FIELD_OF_VIEW:.0%} of the "
+            f"model's {crop} px slice side, so its embedding would describe padding; leave it out, or use a model "
+            "trained at a finer --spacing")
     return embedder.embed(prepared)
 
 

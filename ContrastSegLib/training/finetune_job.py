@@ -162,7 +162,7 @@ def run_finetune(
 def training_volumes_ml(pairs: Sequence[LabeledVolume], labels: LabelSet) -> dict[str, list[float]]:
     """{label value: [mL in each training label map]}: the norms review.csv compares predicted volumes with."""
     volumes = [structure_volumes_ml(pair.label, list(labels.foreground)) for pair in pairs]
-    return {str(value): [round(v[value], 4) for v in volumes] for value in labels.foreground}
+    return {str(value): [float(f"{v[value]:.6g}") for v in volumes] for value in labels.foreground}
 
 
 def _training_cases(dataset: Dataset, split_path) -> tuple[list[Case], list[Case]]:

@@ -4,7 +4,8 @@ Per structure c the *doubt* is the larger of
   - its uncertain share: region voxels above ``UNCERTAIN_ENTROPY`` per predicted voxel (1 when nothing was
     predicted), an estimate of the share of the structure that may be wrong, and
   - its volume anomaly: clip((|z| − 2) / 2, 0, 1), 0 within two spreads of the training labels' volumes, 1 from four
-    (``volumes``: a structure 3× larger than in the training labels has z = ln 3 / 0.2 ≈ 5.5 with one labeled volume).
+    (``volumes``: a structure 3× larger than in the training labels has z = ln 3 / 0.2 ≈ 5.5 with one labeled
+    volume).
 The case's **score** is the mean doubt over the structures, in [0, 1]: sorted worst first, the top rows are the
 ones to open. ``contrastseg evaluate`` adds the true Dice beside it, and the benchmark reports how well the score
 ranks the cases by Dice (Spearman's ρ; negative = the flagged cases are the bad ones).
@@ -40,6 +41,7 @@ def review_row(case: str, label: Volume, entropy: Volume, structures: Mapping[in
     same grid; ``structures`` {value: name}; ``norms`` from the model's training labels (None: no z-scores);
     ``paths``: extra columns (image, prediction, uncertainty files) appended at the end."""
     values = sorted(structures)
+    columns = column_names(structures)
     doubt = structure_uncertainty(label.array, entropy.array, values)
     volumes = structure_volumes_ml(label, values)
     row: dict = {"rank": None, "case": case, "score": 0.0,
@@ -49,7 +51,7 @@ def review_row(case: str, label: Volume, entropy: Volume, structures: Mapping[in
                                  min(1.0, sum(d.uncertain for d in doubt.values()) / predicted))
     terms, flags = [], []
     for value in values:
-        name, ml = structures[value], volumes[value]
+        name, ml = columns[value], volumes[value]
         z = norms.z_score(value, ml, voxel_ml(label)) if norms else None
         row[f"{name}_ml"] = round(ml, 3)
         row[f"{name}_z"] = math.nan if z is None else round(z, 2)
@@ -70,6 +72,12 @@ def review_row(case: str, label: Volume, entropy: Volume, structures: Mapping[in
     return row
 
 
+def column_names(structures: Mapping[int, str]) -> dict[int, str]:
+    """{value: the name its columns carry}: the structure's name, with ``_<value>`` when two share one."""
+    names = list(structures.values())
+    return {v: n if names.count(n) == 1 else f"{n}_{v}" for v, n in structures.items()}
+
+
 def sorted_review(rows: Sequence[dict]) -> list[dict]:
     """``rows`` worst first (highest score; ties by case name), ranked from 1."""
     ordered = sorted(rows, key=lambda r: (-r["score"], r["case"]))
@@ -88,8 +96,10 @@ def read_review(path: str | os.PathLike) -> list[dict]:
 
 
 def spearman(scores: Sequence[float], dice: Sequence[float]) -> float:
-    """Spearman's rank correlation of triage scores and Dice (NaN with fewer than 3 cases or a constant side)."""
-    pairs = [(s, d) for s, d in zip(scores, dice) if not (math.isnan(s) or math.isnan(d))]
+    """Spearman's rank correlation of triage scores and Dice, over the cases where both are known (None or NaN:
+    left out); NaN with fewer than 3 such cases or a constant side."""
+    pairs = [(s, d) for s, d in zip(scores, dice)
+             if s is not None and d is not None and not (math.isnan(s) or math.isnan(d))]
     if len(pairs) < 3 or len({s for s, _ in pairs}) < 2 or len({d for _, d in pairs}) < 2:
         return math.nan
     return float(stats.spearmanr(*zip(*pairs)).statistic)

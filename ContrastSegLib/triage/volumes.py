@@ -19,9 +19,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ContrastSegError
 from ..io.volume import Volume
 
 SD_FLOOR = 0.2
+
+
+def _is_volume(value) -> bool:
+    """A finite number ≥ 0 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def voxel_ml(volume: Volume) -> float:
@@ -31,8 +37,7 @@ def voxel_ml(volume: Volume) -> float:
 
 def structure_volumes_ml(label: Volume, values: Sequence[int]) -> dict[int, float]:
     """{value: mL} of each structure in the label map ``label`` ((K, J, I) label values)."""
-    counts = np.bincount(label.array.ravel().astype(np.int64), minlength=max(values, default=0) + 1)
-    return {int(v): float(counts[v]) * voxel_ml(label) for v in values}
+    return {int(v): float(np.count_nonzero(label.array == v)) * voxel_ml(label) for v in values}
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class VolumeNorms:
         and a map without the structure does not count towards its norm."""
         mean, sd, count = {}, {}, {}
         for value, items in volumes.items():
-            logs = [math.log(v) for v in items if math.isfinite(v) and v > 0]
+            logs = [math.log(v) for v in items if v > 0]
             if logs:
                 mean[int(value)] = float(np.mean(logs))
                 sd[int(value)] = float(np.std(logs, ddof=1)) if len(logs) > 1 else 0.0
@@ -57,15 +62,23 @@ class VolumeNorms:
         return cls(mean, sd, count)
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping) -> "VolumeNorms | None":
-        """The norms of a checkpoint's metadata, or None for a checkpoint written without them."""
+    def from_metadata(cls, metadata: Mapping, source: str = "checkpoint") -> "VolumeNorms | None":
+        """The norms of a checkpoint's metadata (None for a checkpoint written without them); a damaged record —
+        not {label value: [finite mL ≥ 0, ...]} — is refused in one line naming ``source``."""
         stored = metadata.get("training_volumes_ml")
+        if stored is None:
+            return None
+        damaged = ContrastSegError(f"{source}: its record of the training labels' volumes (training_volumes_ml) is "
+                                   "damaged; fine-tune the model again")
         if not isinstance(stored, dict):
-            return None
-        try:
-            return cls.from_training({int(k): [float(v) for v in items] for k, items in stored.items()})
-        except (TypeError, ValueError):
-            return None
+            raise damaged
+        volumes = {}
+        for key, items in stored.items():
+            if not (isinstance(key, str) and key.isdigit() and isinstance(items, list)
+                    and all(_is_volume(v) for v in items)):
+                raise damaged
+            volumes[int(key)] = [float(v) for v in items]
+        return cls.from_training(volumes)
 
     def z_score(self, value: int, ml: float, one_voxel_ml: float) -> float | None:
         """z of a predicted ``ml`` of structure ``value`` (None when the training labels never held it)."""

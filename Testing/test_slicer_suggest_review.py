@@ -6,10 +6,14 @@ in the slice views; bad input refused before any job starts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from slicer_scene import new_scene, phantom_node, slicer
 
+from ContrastSegLib.settings import PreprocessConfig
 from ContrastSegLogic import ContrastSegWorkflow, SceneInputError
 from ContrastSegLogic.annotation import SEGMENT_EDITOR_TAG, prepare_annotation
 from ContrastSegLogic.classes import SegmentClass
@@ -141,3 +145,18 @@ def test_bad_suggestions_are_refused_before_any_job(tmp_path, phantom_model, cas
     assert "\n" not in str(raised.value) and len(str(raised.value)) < 400
     assert scene_node_ids(scene) == nodes and not (tmp_path / "jobs").exists()
     assert NO_MODEL.startswith("suggesting needs a model")
+
+
+def test_a_failed_suggestion_keeps_the_checkpoint_pre_trained_for_it(tmp_path, one_torch_thread):
+    from ContrastSegLib.io import Volume, write_volume
+    from ContrastSegLogic import JobFailedError, default_pretraining
+    scene, scans, workflow = workflow_with_scans(tmp_path)
+    folder = tmp_path / "scans"  # a scan whose plane is too small for suggesting, not for pre-training
+    small = np.random.default_rng(0).normal(100, 20, (6, 6, 6)).astype(np.float32)
+    write_volume(Volume(small, (4.0, 4.0, 4.0), (0.0,) * 3, (1, 0, 0, 0, 1, 0, 0, 0, 1)), folder / "tiny.nii.gz")
+    with pytest.raises(JobFailedError, match="tiny.nii.gz.*less than 25%"):
+        workflow.suggest(unlabeled=scans, folders=[str(folder)], count=1, pretrain=default_pretraining(3),
+                         preprocess=replace(PreprocessConfig(), crop_size=32, target_spacing=4.0), channels=(8, 8, 8, 8),
+                         device="cpu", wait=True)
+    kept = list((tmp_path / "models").glob("pretrained*.pt"))
+    assert len(kept) == 1 and kept[0].stat().st_size > 0  # the pre-training is not lost with the job

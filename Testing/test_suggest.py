@@ -48,6 +48,13 @@ def test_labeled_volumes_are_covered_already_so_the_picks_go_elsewhere(rng):
     assert all(p.distance > 5 for p in picks)
 
 
+def test_with_nothing_labeled_the_first_pick_is_one_of_the_majority():
+    # six volumes at 0, three at 10 and one far out at 30: the mean (6) lies nearer the minority, the 1-median not
+    points = np.array([[0.0]] * 6 + [[10.0]] * 3 + [[30.0]])
+    picks = greedy_k_center(points, np.arange(10), count=2)
+    assert picks[0].volume == 0 and picks[1].volume == 9  # then the slice farthest from it
+
+
 def test_only_eligible_volumes_are_picked_and_ties_go_to_the_lower_index():
     embeddings = np.array([[0.0], [1.0], [1.0], [5.0]])
     picks = greedy_k_center(embeddings, np.arange(4), count=2, labeled=np.array([[0.0]]), eligible=[0, 1, 2])
@@ -98,7 +105,7 @@ def test_suggest_writes_ranked_rows_with_reasons_and_is_deterministic(capsys, wo
     assert "the g1 head" in stdout  # a global-stage checkpoint embeds through its projection head
     rows = read_rows(first)
     assert [r["rank"] for r in rows] == ["1", "2", "3"] and len({r["case"] for r in rows}) == 3
-    assert "most typical" in rows[0]["reason"] and "farthest" in rows[1]["reason"] and rows[0]["uncertainty"] == ""
+    assert "most representative" in rows[0]["reason"] and "farthest" in rows[1]["reason"] and rows[0]["uncertainty"] == ""
     assert first.read_text() == second.read_text()
     picked = [int(r["case"][-1]) % 2 for r in rows[:2]]
     assert sorted(picked) == [0, 1]  # the first two picks: one of each contrast

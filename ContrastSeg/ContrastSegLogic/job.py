@@ -31,10 +31,12 @@ _END = object()  # the reader thread's "stdout closed" marker
 
 @dataclass(frozen=True)
 class JobStep:
-    """One process of a job: what it does (shown to the user) and its command line."""
+    """One process of a job: what it does (shown to the user), its command line, and what to do with its output as
+    soon as it succeeded (``after(job)``; e.g. keep a checkpoint that a later step's failure must not take away)."""
 
     title: str
     command: Sequence[str]
+    after: Callable[["Job"], None] | None = None
 
 
 @dataclass
@@ -193,7 +195,15 @@ class Job:
         if code != 0:
             detail = self._last_error_event or self.folder.log_tail(3) or "no message"
             self._fail(f"{self.steps[self._index].title} failed (exit {code}): {detail}")
-        elif self._index + 1 < len(self.steps):
+            return
+        after = self.steps[self._index].after
+        if after is not None:
+            try:
+                after(self)
+            except Exception as error:  # noqa: BLE001 - becomes the job's error
+                self._fail(str(error) or type(error).__name__)
+                return
+        if self._index + 1 < len(self.steps):
             self._start_next()
         else:
             try:

@@ -82,18 +82,18 @@ class Suggestions:
         if stages:  # the annotated scans join the pre-training pool
             steps, init = self._pretrain_steps(folder, [*candidates, *labeled, *map(str, folders)], stages,
                                                preprocess, channels)
+
+            def keep_pretrained(job: Job) -> None:  # kept even if suggesting then fails
+                job.pretrained_model = str(deliver(init, target))
+                job.progress.messages.append(f"pre-trained checkpoint kept: {job.pretrained_model}")
+            steps[-1] = replace(steps[-1], after=keep_pretrained)
         out = folder.outputs / SUGGESTIONS_NAME
         arguments = ["suggest", "--model", str(init), "--unlabeled", *candidates, *map(str, folders),
                      "--out", str(out), *command_arguments(config)] + (["--labeled", *labeled] if labeled else [])
         steps.append(JobStep("Suggesting volumes to annotate", contrastseg_command(*arguments)))
 
-        def read_suggestions(job: Job) -> list[dict]:
-            rows = suggestion_rows(out, scene_files)
-            if target is not None:
-                job.pretrained_model = str(deliver(init, target))
-            return rows
-        return self._run(Job("suggest", folder, steps, self.launcher, self.env, on_success=read_suggestions,
-                             on_event=on_event), wait)
+        return self._run(Job("suggest", folder, steps, self.launcher, self.env,
+                             on_success=lambda job: suggestion_rows(out, scene_files), on_event=on_event), wait)
 
 
 def suggestion_rows(path: Path, scene_files: dict) -> list[dict]:

@@ -5,12 +5,14 @@ labeled or already picked; d(s) = min over centres c of ||e_s − e_c|| is how f
 reader has annotated. Each pick is the eligible volume holding the slice with the largest d(s) (the slice worst
 covered), so the picks span the cohort's variation instead of clustering; its slices become centres.
 
-With nothing labeled there is no centre yet: the first pick is the most typical volume, the one whose slices lie
-closest (on average) to the mean embedding of all slices, and coverage continues from it.
+With nothing labeled there is no centre yet: the first pick is the most representative volume, the 1-median of the
+slices (the volume whose slices leave the smallest mean distance from every slice to its nearest one; measured on
+at most ``PROBES`` evenly spaced slices), so in a cohort of two kinds of scan it is one of the majority; coverage
+continues from it.
 
 Shape: embeddings (N, D) float (N slices of all volumes); owners (N,) int volume index of each slice.
 
-Example (three clusters of one-slice volumes; the middle one typical):
+Example (three clusters of one-slice volumes; the middle one the most representative):
     >>> import numpy as np
     >>> points = np.array([[0, 0], [0.1, 0], [5, 5], [5.1, 5], [0, 9], [0.1, 9]], float)
     >>> [p.volume for p in greedy_k_center(points, np.arange(6), count=3)]
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+PROBES = 4096  # slices the first pick's mean distance is measured on
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,19 @@ def _distances_to(embeddings: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(best, 0.0))
 
 
-def _per_volume(values: np.ndarray, owners: np.ndarray, volumes: int, reduce: str) -> np.ndarray:
-    """(volumes,) max or mean of ``values`` (N,) over each volume's slices."""
-    if reduce == "max":
-        result = np.full(volumes, -np.inf)
-        np.maximum.at(result, owners, values)
-        return result
-    slices = np.maximum(np.bincount(owners, minlength=volumes), 1)
-    return np.bincount(owners, weights=values, minlength=volumes) / slices
+def _worst_per_volume(distance: np.ndarray, owners: np.ndarray, volumes: int) -> np.ndarray:
+    """(volumes,) the largest ``distance`` (N,) among each volume's slices."""
+    result = np.full(volumes, -np.inf)
+    np.maximum.at(result, owners, distance)
+    return result
+
+
+def most_representative(embeddings: np.ndarray, owners: np.ndarray, candidates: Sequence[int]) -> int:
+    """The candidate volume whose slices leave the smallest mean distance from the (probe) slices to their nearest
+    slice in it (ties: the lower index)."""
+    probes = embeddings[::max(1, embeddings.shape[0] // PROBES)]
+    cost = {v: float(_distances_to(probes, embeddings[owners == v]).mean()) for v in candidates}
+    return min(candidates, key=lambda v: (cost[v], v))
 
 
 def greedy_k_center(embeddings: np.ndarray, owners: np.ndarray, count: int,
@@ -77,12 +86,10 @@ def greedy_k_center(embeddings: np.ndarray, owners: np.ndarray, count: int,
     picks: list[Pick] = []
     volumes = int(owners.max()) + 1
     for _ in range(count):
-        if not np.isfinite(distance).any():  # nothing covered yet: the most typical volume first
-            closeness = _per_volume(np.linalg.norm(embeddings - embeddings.mean(0), axis=1), owners, volumes, "mean")
-            volume = min(candidates, key=lambda v: (float(closeness[v]), v))
-            reached = np.nan
+        if not np.isfinite(distance).any():  # nothing covered yet: the most representative volume first
+            volume, reached = most_representative(embeddings, owners, candidates), np.nan
         else:
-            worst = _per_volume(distance, owners, volumes, "max")
+            worst = _worst_per_volume(distance, owners, volumes)
             volume = min(candidates, key=lambda v: (-float(worst[v]), v))
             reached = float(worst[volume])
         new = _distances_to(embeddings, embeddings[owners == volume])

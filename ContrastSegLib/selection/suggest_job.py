@@ -146,7 +146,7 @@ def _row(rank: int, case: Case, pick: Pick, volumes: Sequence[VolumeEmbedding], 
     """One suggestion with its reason."""
     share = f"nearest annotated volume for {pick.covered_share:.0%} of the candidate slices"
     if math.isnan(pick.distance):
-        reason = f"the most typical scan (its slices lie closest to the cohort's mean); {share}"
+        reason = f"the most representative scan (the cohort's slices lie nearest to its slices on average); {share}"
     else:
         against = "the labeled volumes" + (" and the earlier suggestions" if later else "") if labeled else \
             "the earlier suggestions"

@@ -22,6 +22,7 @@ from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig, PretrainCo
 
 TINY = replace(FinetuneConfig(), iterations=8, batch_size=4, device="cpu")
 TINY_GRID = dict(preprocess=replace(PreprocessConfig(), crop_size=32), channels=(8, 16))
+PRETRAIN_GRID = {**TINY_GRID, "channels": (8, 8, 8, 8)}  # the local stage's 3 decoder blocks need 4 encoder blocks
 PHANTOM_SEGMENTS = phantom_segments()
 
 
@@ -170,7 +171,7 @@ def test_pretrain_now_chains_global_local_finetune(tmp_path):
     workflow, launcher, volume, segmentation, extra = with_fake_jobs(tmp_path)
     events = []
     job = workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=default_pretraining(5),
-                            settings=TINY, **TINY_GRID, on_event=lambda j, e: events.append(e))
+                            settings=TINY, **PRETRAIN_GRID, on_event=lambda j, e: events.append(e))
     result = job.wait(timeout=30)
     stages = [c[c.index("--stage") + 1] if "--stage" in c else c[3] for c in launcher.commands]
     assert stages == ["global", "local", "finetune"]
@@ -181,7 +182,7 @@ def test_pretrain_now_chains_global_local_finetune(tmp_path):
     global_args, (global_config, preprocess) = parsed(launcher.commands[0])
     assert preprocess == TINY_GRID["preprocess"] and preprocess.target_spacing is None  # the CLI's median default
     assert global_config.volumes_per_batch == 2  # no more than the pool's two volumes
-    assert global_config.iterations == 5 and global_args.channels == (8, 16)
+    assert global_config.iterations == 5 and global_args.channels == PRETRAIN_GRID["channels"]
     assert parsed(launcher.commands[2])[1][0] == replace(TINY, device="cpu", budget_devices="cpu")
     assert result == str(tmp_path / "models" / "model.pt") and Path(result).read_bytes() == b"weights"
     assert job.pretrained_model == str(tmp_path / "models" / "model-pretrained.pt")
@@ -291,7 +292,7 @@ def test_a_cpu_time_budget_is_shared_by_the_stages_and_left_out_on_a_gpu(tmp_pat
     job's process finds itself on the CPU. Every command passes the real parser and the configs' own checks."""
     workflow, launcher, volume, segmentation, extra = with_fake_jobs(tmp_path)
     stages = [replace(default_pretraining(5)[0], stage="masked", strategy="patches"), default_pretraining(5)[1]]
-    workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=stages, settings=TINY, **TINY_GRID,
+    workflow.finetune([(volume, segmentation)], unlabeled=[extra], pretrain=stages, settings=TINY, **PRETRAIN_GRID,
                       cpu_time_budget=600, wait=True)
     configs = [parsed(c)[1][0] for c in launcher.commands]
     assert [c.time_budget for c in configs] == [200, 200, 200]

@@ -160,3 +160,5 @@ def test_a_failed_suggestion_keeps_the_checkpoint_pre_trained_for_it(tmp_path, o
                          device="cpu", wait=True)
     kept = list((tmp_path / "models").glob("pretrained*.pt"))
     assert len(kept) == 1 and kept[0].stat().st_size > 0  # the pre-training is not lost with the job
+    with pytest.raises(SceneInputError, match="--decoder-blocks 3: the UNet of --channels 8,16 has 1"):
+        workflow.suggest(unlabeled=scans, count=1, pretrain=default_pretraining(3), channels=(8, 16), device="cpu")

@@ -11,9 +11,14 @@ class JobFailedError(RuntimeError):
 
 def checked_config(config):
     """A library config after its own ``check()``; its one-line error becomes the module's."""
+    library_checked(config.check)
+    return config
+
+
+def library_checked(check):
+    """``check()``'s result; a library check's one-line error becomes the module's."""
     from ContrastSegLib.errors import ContrastSegError
     try:
-        config.check()
+        return check()
     except ContrastSegError as error:
         raise SceneInputError(str(error)) from None
-    return config

@@ -68,7 +68,7 @@ class Suggestions:
             target = self._model_target(None, "pretrained.pt")
             device = self._device(device, FinetuneConfig.batch_size, preprocess, channels)
             budget = {"time_budget": stage_budget(cpu_time_budget), "budget_devices": BudgetDevices.CPU.value}
-            stages = self._checked_stages([replace(s, **budget) for s in pretrain], preprocess, device,
+            stages = self._checked_stages([replace(s, **budget) for s in pretrain], preprocess, channels, device,
                                           None if folders else len(volumes) + len(known))
             config = replace(config, device=device)
         folder = JobFolder.create(self.jobs_dir, "suggest")

@@ -28,7 +28,7 @@ from ContrastSegLib.settings import (DEFAULT_CHANNELS, DEFAULT_STRATEGY, BudgetD
 
 from . import scene_io
 from .checkpoints import check_checkpoint_classes, finetuned_classes
-from .errors import SceneInputError, checked_config
+from .errors import SceneInputError, checked_config, library_checked
 from .job import Job, JobStep
 from .job_folder import JobFolder
 from .memory import plan_device, training_memory_bytes
@@ -73,7 +73,7 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
         if not volumes and not folders:
             raise SceneInputError("pre-training needs unlabeled volumes: select scene volumes or a folder of scans")
         device = self._device(stages[0].device, FinetuneConfig().batch_size, preprocess, channels)
-        stages = self._checked_stages(stages, preprocess, device, None if folders else len(volumes))
+        stages = self._checked_stages(stages, preprocess, channels, device, None if folders else len(volumes))
         folder = JobFolder.create(self.jobs_dir, "pretrain")
         with folder.removed_on_error():
             cases = self._export_unlabeled(folder, volumes)
@@ -108,8 +108,8 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
         preprocess = checked_config(preprocess)
         if settings.self_training_rounds and not volumes and not folders:
             raise SceneInputError("self-training needs unlabeled volumes: select scene volumes or a folder of scans")
-        stages = self._checked_stages(stages, preprocess, device, None if folders else len(pairs) + len(volumes)) \
-            if stages else []
+        stages = self._checked_stages(stages, preprocess, channels, device,
+                                      None if folders else len(pairs) + len(volumes)) if stages else []
         folder = JobFolder.create(self.jobs_dir, "finetune")
         with folder.removed_on_error():
             labeled_cases = self._export_labeled(folder, pairs)
@@ -251,15 +251,19 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
         self.last_device_message = plan.message
         return plan.device
 
-    def _checked_stages(self, stages: Sequence[PretrainConfig], preprocess: PreprocessConfig, device: str,
-                        volumes: int | None) -> list[PretrainConfig]:
-        """The stages on ``device``, each checked; m volumes per batch no more than the pool has (when known)."""
+    def _checked_stages(self, stages: Sequence[PretrainConfig], preprocess: PreprocessConfig,
+                        channels: Sequence[int], device: str, volumes: int | None) -> list[PretrainConfig]:
+        """The stages on ``device``, each checked, also against the UNet of ``channels`` and the crop; m volumes per
+        batch no more than the pool has (when known)."""
         if not stages or stages[0].stage not in (Stage.GLOBAL.value, Stage.MASKED.value):
             raise SceneInputError("pre-training starts with a global stage (G^D, G^D- or G^R) or the masked-image "
                                   "stage (MIM)")
         checked_config(preprocess)
-        return [checked_config(replace(s, device=device, volumes_per_batch=s.volumes_per_batch if volumes is None
-                                 else max(1, min(s.volumes_per_batch, volumes)))) for s in stages]
+        checked = [checked_config(replace(s, device=device, volumes_per_batch=s.volumes_per_batch if volumes is None
+                                          else max(1, min(s.volumes_per_batch, volumes)))) for s in stages]
+        for stage in checked:
+            library_checked(lambda: stage.check_model(tuple(channels), preprocess.crop_size))
+        return checked
 
     def _export_labeled(self, folder: JobFolder, pairs) -> list[dict[str, str]]:
         """Each (volume, segmentation, ids) as ``caseNNN.nrrd`` + ``caseNNN_seg.nrrd``; their manifest entries."""

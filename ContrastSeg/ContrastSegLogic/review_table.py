@@ -23,10 +23,10 @@ def review_rows(predictions: str | os.PathLike, nodes: Mapping[str, tuple]) -> l
     mean_uncertainty, uncertain_fraction, ``<structure>_ml``, ``<structure>_z``, flags), its file paths replaced by
     the nodes "volume", "segmentation" and "uncertainty"."""
     from ContrastSegLib.errors import ContrastSegError
-    from ContrastSegLib.triage import REVIEW_NAME, read_review, sorted_review
+    from ContrastSegLib.triage import REVIEW_NAME, read_review
     path = Path(predictions) / REVIEW_NAME
     try:
-        table = sorted_review(read_review(path))
+        table = read_review(path)  # written worst first
     except ContrastSegError as error:
         raise SceneInputError(str(error)) from None
     rows = []

@@ -10,13 +10,14 @@ from .discovery import Case, discover
 from .splits import cases_in, check_not_test, load_split
 
 
-def unlabeled_cases(sources: Sequence[str | os.PathLike], split: str | os.PathLike | None = None) -> list[Case]:
+def unlabeled_cases(sources: Sequence[str | os.PathLike], split: str | os.PathLike | None = None,
+                    channel: int | None = None) -> list[Case]:
     """Every volume of ``sources`` (labels ignored); with ``split``, only its training cases (labeled and
-    unlabeled) — validation and test volumes never enter pre-training."""
+    unlabeled) — validation and test volumes never enter pre-training. ``channel``: as in ``discover``."""
     cases: list[Case] = []
     loaded = load_split(split) if split is not None else None
     for source in sources:
-        dataset = discover(source)
+        dataset = discover(source, channel=channel)
         if loaded is not None:
             training = cases_in(dataset, loaded, "train_labeled").cases + cases_in(dataset, loaded,
                                                                                     "train_unlabeled").cases

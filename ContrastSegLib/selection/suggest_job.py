@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -49,9 +47,9 @@ def candidate_cases(unlabeled: Sequence[str | os.PathLike], labeled: str | os.Pa
     """(candidates, already-labeled cases): every volume of ``unlabeled`` that is not also in ``labeled`` (same case
     name or same image file); ``channel`` picks the modality of 4-D images (else each dataset's own). Refuses too
     few candidates before anything is read."""
-    known = [_with_channel(c, channel) for c in discover(labeled, channel=channel).cases] if labeled else []
+    known = list(discover(labeled, channel=channel).cases) if labeled else []
     names, images = {c.id for c in known}, {c.image.resolve() for c in known}
-    found = [_with_channel(c, channel) for c in unlabeled_cases(unlabeled)]
+    found = unlabeled_cases(unlabeled, channel=channel)
     candidates = [c for c in found if c.id not in names and c.image.resolve() not in images]
     sources = ", ".join(map(str, unlabeled))
     if not candidates:
@@ -80,8 +78,9 @@ def run_suggest(model: str | os.PathLike, unlabeled: Sequence[str | os.PathLike]
     reporter = reporter or ProgressReporter("suggest", len(candidates) + len(known))
     reporter.started(device=embedder.plan.describe(), volumes=len(candidates), labeled=len(known))
     picks, chosen = suggest_among(embedder, candidates, known, config, reporter)
-    rows = [_row(rank, candidates[p.volume], p, chosen, bool(known), rank > 1, len(candidates))
-            for rank, p in enumerate(picks, start=1)]
+    places = {volume: place for place, volume in enumerate(uncertainty_order(chosen), start=1)}
+    rows = [_row(rank, candidates[p.volume], p, chosen[p.volume].uncertainty, places[p.volume], bool(known),
+                 len(candidates)) for rank, p in enumerate(picks, start=1)]
     print(format_table(rows, SUGGESTION_COLUMNS, title=f"suggested for annotation "
                        f"({embedder.describes} of {model})"))
     if out is not None:
@@ -126,10 +125,6 @@ def uncertainty_order(volumes: Sequence[VolumeEmbedding]) -> list[int]:
     return sorted(range(len(volumes)), key=key)
 
 
-def _with_channel(case: Case, channel: int | None) -> Case:
-    return case if channel is None else replace(case, channel=channel)
-
-
 def _embed_case(embedder: SliceEmbedder, case: Case) -> VolumeEmbedding:
     prepared = preprocess_volume(read_image(case.image, channel=case.channel), embedder.preprocess_config)
     crop, plane = embedder.preprocess_config.crop_size, prepared.record.resampled_shape
@@ -141,20 +136,18 @@ def _embed_case(embedder: SliceEmbedder, case: Case) -> VolumeEmbedding:
     return embedder.embed(prepared)
 
 
-def _row(rank: int, case: Case, pick: Pick, volumes: Sequence[VolumeEmbedding], labeled: bool, later: bool,
+def _row(rank: int, case: Case, pick: Pick, uncertainty: float | None, place: int, labeled: bool,
          total: int) -> dict:
-    """One suggestion with its reason."""
+    """One suggestion with its reason; ``place``: its rank by uncertainty among the ``total`` candidates."""
     share = f"nearest annotated volume for {pick.covered_share:.0%} of the candidate slices"
     if math.isnan(pick.distance):
         reason = f"the most representative scan (the cohort's slices lie nearest to its slices on average); {share}"
     else:
-        against = "the labeled volumes" + (" and the earlier suggestions" if later else "") if labeled else \
+        against = "the labeled volumes" + (" and the earlier suggestions" if rank > 1 else "") if labeled else \
             "the earlier suggestions"
         reason = f"holds the slice farthest from {against} (distance {pick.distance:.2f}); {share}"
-    uncertainty = volumes[pick.volume].uncertainty
     if uncertainty is not None:
-        place = uncertainty_order(volumes).index(pick.volume) + 1
-        reason += (f"; the model predicts nothing in it" if math.isnan(uncertainty) else
+        reason += ("; the model predicts nothing in it" if math.isnan(uncertainty) else
                    f"; uncertainty {uncertainty:.3f} (rank {place} of {total})")
     return {"rank": rank, "case": case.id, "image": str(case.image.absolute()), "score": round(pick.covered_share, 4),
             "distance": None if math.isnan(pick.distance) else round(pick.distance, 4),

@@ -24,7 +24,7 @@ from scipy import stats
 from ..evaluation.report import read_rows, write_rows
 from ..io.volume import Volume
 from .uncertainty import foreground_uncertainty, structure_uncertainty
-from .volumes import VolumeNorms, structure_volumes_ml, voxel_ml
+from .volumes import VolumeNorms, voxel_ml
 
 REVIEW_NAME = "review.csv"
 Z_FLAGGED = 2.0  # |z| from which a structure's volume counts as anomalous (doubt 0 -> 1 between 2 and 4)
@@ -43,7 +43,6 @@ def review_row(case: str, label: Volume, entropy: Volume, structures: Mapping[in
     values = sorted(structures)
     columns = column_names(structures)
     doubt = structure_uncertainty(label.array, entropy.array, values)
-    volumes = structure_volumes_ml(label, values)
     row: dict = {"rank": None, "case": case, "score": 0.0,
                  "mean_uncertainty": foreground_uncertainty(label.array, entropy.array)}
     predicted = sum(d.voxels for d in doubt.values())
@@ -51,7 +50,7 @@ def review_row(case: str, label: Volume, entropy: Volume, structures: Mapping[in
                                  min(1.0, sum(d.uncertain for d in doubt.values()) / predicted))
     terms, flags = [], []
     for value in values:
-        name, ml = columns[value], volumes[value]
+        name, ml = columns[value], doubt[value].voxels * voxel_ml(label)
         z = norms.z_score(value, ml, voxel_ml(label)) if norms else None
         row[f"{name}_ml"] = round(ml, 3)
         row[f"{name}_z"] = math.nan if z is None else round(z, 2)

@@ -72,7 +72,10 @@ class BudgetDevices(Choice):
 
 
 class LrSchedule(Choice):
-    COSINE, CONSTANT = "cosine", "constant"
+    """The learning rate over a run (``training.lr_schedules``): constant, cosine annealing to 0, or a short
+    warm-up, a constant rate and a linear decay over the last part of the run."""
+
+    COSINE, CONSTANT, WARMUP_DECAY = "cosine", "constant", "warmup-decay"
 
 
 class Precision(Choice):

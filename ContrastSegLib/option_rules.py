@@ -92,6 +92,8 @@ SEED = whole_between(0, 2 ** 63 - 1)  # what torch.manual_seed and numpy's gener
 LEARNING_RATE = finite_between(0, 1)
 SHAPE_PARAMETER = finite_between(1e-3, 100, low_open=False)  # a temperature, a Beta distribution's α
 SIDE = whole_between(1, 2048)  # a side in pixels: crops, strides, blocks, regions
+CROP = Rule(lambda v: v is None or SIDE.allows(v), "must be a whole number between 1 and 2048, or left out to "
+            "choose it from the data", int)
 BATCH = whole_between(1, 4096)
 
 

@@ -19,13 +19,14 @@ from .choices import (  # noqa: F401  (re-exported: the settings' choices are im
     DEFAULT_STRATEGY, DOMAIN_STRATEGIES, MASKED_NAME, STRATEGIES, BudgetDevices, ChannelsLast, Choice, Device, Flips,
     GlobalStrategy, LocalStrategy, LrSchedule, MaskedStrategy, Precision, Stage, SupervisedLocalMode)
 from .errors import ContrastSegError
-from .option_rules import (BATCH, DURATION, FACTORS, FRACTION, LEARNING_RATE, PERCENTILES, POSITIVE_WHOLE, SEED,
+from .option_rules import (BATCH, CROP, DURATION, FACTORS, FRACTION, LEARNING_RATE, PERCENTILES, POSITIVE_WHOLE, SEED,
                            SHAPE_PARAMETER, SIDE, SLICE_AXIS, SPACING, SWITCH, TEXT, Rule, checked_parse, finite_between,
                            one_of, option, problem, text_of, whole_between)
 
 C = TypeVar("C", bound="Config")
 DEFAULT_CHANNELS = (16, 32, 64, 128, 128, 128)  # the paper's encoder widths
 MAX_BLOCKS, MAX_WIDTH = 8, 1024  # bounds of --channels: encoder blocks, and the width of each
+MAX_AUTO_CROP = 192  # the largest training side chosen from the data (``preprocess.resolve``): the papers' crop
 
 
 def unet_divisor(channels: Sequence[int]) -> int:
@@ -85,7 +86,8 @@ class PreprocessConfig(Config):
     """Settings shared by training and prediction; stored in every checkpoint.
 
     target_spacing: in-plane spacing in mm (None: the median of the training volumes, filled in before training);
-    crop_size: side of the square slices; slice_axis: axis of the canonically oriented array (axes reordered and
+    crop_size: side of the square training slices (None: from the data, ``preprocess.resolve``; slices larger than
+    it are cut into patches by fine-tuning and covered whole by prediction); slice_axis: axis of the canonically oriented array (axes reordered and
     flipped to the direction closest to identity, LPS) to slice along (0 = k ~ axial, 1 = j ~ coronal,
     2 = i ~ sagittal; None: the axis with the largest spacing); percentiles: intensity range mapped to [0, 1];
     n4: N4 bias-field correction first.
@@ -93,8 +95,11 @@ class PreprocessConfig(Config):
 
     target_spacing: float | None = option(None, "--spacing", SPACING, "in-plane spacing in mm to resample to",
                                           shown="median in-plane spacing of the training volumes")
-    crop_size: int = option(192, "--crop-size", SIDE,
-                            "side of the square slices, a multiple of 32 (of 2^(number of --channels - 1))")
+    crop_size: int | None = option(None, "--crop-size", CROP,
+                                   "side of the square training slices, a multiple of 32 (of 2^(number of --channels "
+                                   "- 1)); larger slices are trained in patches of it and predicted whole",
+                                   shown="the smallest multiple of 32 that covers the training slices at the target "
+                                         "spacing, at most 192")
     slice_axis: int | None = option(None, "--slice-axis", SLICE_AXIS,
                                     "axis of the canonically oriented (LPS) array to slice along: 0 = k (axial), "
                                     "1 = j (coronal), 2 = i (sagittal)", shown="the axis with the largest spacing")
@@ -106,7 +111,7 @@ class PreprocessConfig(Config):
         """The field checks, and a crop the UNet of encoder widths ``channels`` can halve to its bottom."""
         super().check()
         divisor = unet_divisor(channels)
-        if self.crop_size % divisor:
+        if self.crop_size is not None and self.crop_size % divisor:
             raise ContrastSegError(
                 f"--crop-size {self.crop_size} must be a multiple of {divisor} (the UNet halves the image "
                 f"{len(channels) - 1} times); try {max(divisor, round(self.crop_size / divisor) * divisor)}")
@@ -196,6 +201,9 @@ class FinetuneConfig(ExecutionConfig, ScheduleConfig):
                                                  "random contrast factors around each slice's mean", metavar="LO,HI")
     brightness: float = option(0.3, "--brightness", finite_between(0, 1, low_open=False),
                                "largest random brightness shift (images are normalised to 0..1)")
+    structure_share: float = option(0.0, "--structure-share", finite_between(0, 1, low_open=False),
+                                    "share of every batch drawn from the slices holding a structure, the structure "
+                                    "chosen uniformly (a rare one as often as a common one)")
     mixup: bool = option(False, "--mixup", SWITCH, "Mixup of image/label pairs")
     mixup_alpha: float = option(0.4, "--mixup-alpha", SHAPE_PARAMETER, "α of the Beta(α, α) Mixup weights")
     ce_weight: float = option(1.0, "--ce-weight", finite_between(0, 100, low_open=False),
@@ -263,9 +271,12 @@ class PretrainConfig(ExecutionConfig, ScheduleConfig):
                                    f"{', '.join(STRATEGIES[self.stage])}")
         return self
 
-    def check_model(self, channels: Sequence[int], crop_size: int) -> "PretrainConfig":
+    def check_model(self, channels: Sequence[int], crop_size: int | None) -> "PretrainConfig":
         """The settings that depend on the UNet (encoder widths ``channels``) and the slice side ``crop_size``:
-        decoder blocks the UNet has, a region that fits the local feature map, a stride or block inside a slice."""
+        decoder blocks the UNet has, a region that fits the local feature map, a stride or block inside a slice.
+        A side still to be chosen from the data (None) is checked as the smallest it can be, one ``unet_divisor``;
+        the job checks the chosen one again."""
+        crop_size = unet_divisor(channels) if crop_size is None else crop_size
         blocks = len(channels) - 1
         if self.stage == Stage.LOCAL:
             if self.decoder_blocks > blocks:

@@ -1,6 +1,7 @@
 """Schedules a user can afford: the time budget's arithmetic, the plateau rule on made-up loss curves, and both
 ending real training runs early (no timing: the budget's clock is replaced by a counter)."""
 
+import io
 import itertools
 
 import numpy as np
@@ -12,10 +13,12 @@ from ContrastSegLib.data.phantom import make_phantom
 from ContrastSegLib.models import UNet2D, UNetConfig
 from ContrastSegLib.preprocess import preprocess_volume
 from ContrastSegLib.runtime import budget
-from ContrastSegLib.runtime.budget import (PROBE_STEPS, PlateauRule, StepSchedule, format_duration,
-                                           iterations_for_budget, parse_duration)
+from ContrastSegLib.runtime.budget import (END_SHARE, PACE_WINDOW, TAIL_S, PlateauRule, StepSchedule,
+                                           format_duration, iterations_for_budget, parse_duration)
 from ContrastSegLib.runtime.precision import plan_execution
+from ContrastSegLib.runtime.progress import ProgressReporter
 from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
+from ContrastSegLib.training.budget_side import MIN_BUDGET_SIDE
 from ContrastSegLib.training.finetune import finetune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,25 +43,80 @@ def test_a_bad_time_budget_is_one_error_line(capsys, tmp_path):
 
 
 def test_budget_arithmetic():
-    # 600 s, 12 s spent on 11 steps, 0.5 s a step: 95 % of 600 is 570, 558 s left = 1116 more steps
-    assert iterations_for_budget(600, 12, 11, 0.5, 10_000) == 11 + 1116
-    assert iterations_for_budget(600, 12, 11, 0.5, 800) == 800  # never more than the iterations asked
-    assert iterations_for_budget(10, 20, 11, 0.5, 800) == 11  # already over: stop now, never go back
-    assert iterations_for_budget(600, 0, 0, 0.0, 50) == 50  # an unmeasurably fast step: all the iterations
+    # 558 s left at 0.5 s a step: 1116 more steps after the 11 done
+    assert iterations_for_budget(558, 11, 0.5, 10_000) == 11 + 1116
+    assert iterations_for_budget(558, 11, 0.5, 800) == 800  # never more than the iterations asked
+    assert iterations_for_budget(-8, 11, 0.5, 800) == 11  # already over: stop now, never go back
+    assert iterations_for_budget(100, 0, 0.0, 50) == 50  # an unmeasurably fast step: all the iterations
 
 
-def test_the_schedule_plans_from_the_pace_after_a_warm_up_step(monkeypatch):
-    """Clock readings: start 0; step 1 (warm-up) ends at 5; then 2 s a step: the pace is 2 s, not (5 + 20) / 11."""
-    readings = iter([0.0, 5.0] + [5.0 + 2 * k for k in range(1, PROBE_STEPS + 1)])
-    monkeypatch.setattr(budget, "_now", lambda: next(readings))
-    schedule = StepSchedule(iterations=1000, budget_s=100).start()
-    going = [schedule.on_step(step, []) for step in range(1, PROBE_STEPS + 2)]
-    assert all(going) and schedule.planned
-    elapsed = 5.0 + 2 * PROBE_STEPS
-    assert schedule.iterations == PROBE_STEPS + 1 + int((95 - elapsed) // 2) == 46
-    assert "time budget of 100s (2.00 s per step)" in schedule.reason
-    assert all(schedule.on_step(step, []) for step in range(PROBE_STEPS + 2, 46))
-    assert not schedule.on_step(46, [])
+class Clock:
+    """A clock the test moves: ``advance`` by a step's seconds; the budget reads ``now``."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_schedule(schedule: StepSchedule, clock: Clock, step_seconds) -> tuple[int, float]:
+    """Steps until the schedule says stop, each taking ``step_seconds(step)``; (steps, the clock at the end)."""
+    step = 0
+    while True:
+        step += 1
+        clock.now += step_seconds(step)
+        if not schedule.on_step(step, []):
+            return step, clock.now
+
+
+def test_the_schedule_plans_from_the_recent_pace_after_a_warm_up_step(monkeypatch):
+    """Start at 0 (the job's start, 3 s before training: reading and preprocessing); step 1 (warm-up) takes 5 s,
+    then 2 s a step: the plan after step 11 uses 2 s, not (5 + 20) / 11, and ends the job at END_SHARE of the
+    budget less the tail."""
+    clock = Clock()
+    monkeypatch.setattr(budget, "_now", clock)
+    clock.now = 3.0
+    schedule = StepSchedule(iterations=1000, budget_s=100, started_at=0.0).start()
+    steps, end = run_schedule(schedule, clock, lambda step: 5.0 if step == 1 else 2.0)
+    assert schedule.pace == 2.0 and "time budget of 100s (2.00 s per step)" in schedule.reason
+    deadline = 100 * END_SHARE - TAIL_S  # 97 s: the last step ends within one step of it, never after
+    assert deadline - 2.0 < end <= deadline and steps == 1 + int((deadline - 3 - 5) // 2)
+
+
+def test_a_machine_that_slows_down_mid_run_is_followed_within_the_pace_window(monkeypatch):
+    """2 s a step, then 6 s a step from step 20 on (another job started): a plan fixed from the first steps would
+    overrun the budget by far; the re-measured one still ends within one slow step of the deadline."""
+    clock = Clock()
+    monkeypatch.setattr(budget, "_now", clock)
+    schedule = StepSchedule(iterations=10_000, budget_s=600, started_at=0.0).start()
+    steps, end = run_schedule(schedule, clock, lambda step: 2.0 if step < 20 else 6.0)
+    deadline = 600 * END_SHARE - TAIL_S
+    assert deadline - 6.0 < end <= deadline
+    assert 0.95 * 600 <= end + TAIL_S <= 600  # what the user waits, with the checkpoint written
+    fast_then_fixed = 19 + (deadline - 38) // 2  # what the pace of the first steps alone would have planned
+    assert steps < fast_then_fixed / 2
+    assert len(schedule._ends) == PACE_WINDOW + 1
+
+
+def test_the_tail_after_the_last_step_is_kept_free(monkeypatch):
+    """``tail_steps`` steps' worth of work after the last step (the final check): the run ends that much earlier."""
+    clock = Clock()
+    monkeypatch.setattr(budget, "_now", clock)
+    plain = StepSchedule(iterations=10_000, budget_s=300, started_at=0.0).start()
+    steps_plain, _ = run_schedule(plain, clock, lambda step: 1.0)
+    clock.now = 0.0
+    with_tail = StepSchedule(iterations=10_000, budget_s=300, started_at=0.0, tail_steps=20).start()
+    steps_tail, end = run_schedule(with_tail, clock, lambda step: 1.0)
+    assert steps_plain - steps_tail == 20 and end + 20 <= 300 * END_SHARE - TAIL_S
+
+
+def test_a_resumed_run_keeps_its_planned_steps(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(budget, "_now", clock)
+    schedule = StepSchedule(iterations=40, budget_s=10, first_step=30, fixed=True).start()
+    clock.now = 1e6  # far past any budget: a plan made before the interruption is not re-planned
+    assert [schedule.on_step(step, []) for step in range(31, 41)] == [True] * 9 + [False]
 
 
 def falling(steps, rate=0.002):
@@ -87,14 +145,18 @@ def phantoms(indices):
 
 
 def test_a_time_budget_ends_fine_tuning_at_the_planned_step(monkeypatch):
-    """A counter clock: one second per reading, i.e. per step (start 0, step k ends at k): pace 1 s, 11 s spent,
-    95 % of 30 s leaves 17 more steps: 28 in all."""
+    """A counter clock: one second per reading, i.e. per step (start 0, step k ends at k): pace 1 s; the run keeps
+    TAIL_S and the final check of its training slices (a quarter step each at batch 2) free at the end of 98 % of
+    30 s."""
     ticks = itertools.count()
     monkeypatch.setattr(budget, "_now", lambda: float(next(ticks)))
     config = FinetuneConfig(iterations=500, batch_size=2, time_budget=30)
-    result = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), phantoms([0]), config,
+    train = phantoms([0])
+    tail = len(train[0].image) / (2 * config.batch_size)
+    result = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), train, config,
                       plan=plan_execution("cpu", "fp32"))
-    assert len(result.losses) == 28 and result.best_step == 28
+    expected = int(30 * END_SHARE - TAIL_S - tail - 1) + 1  # the first step k with less than a step left after it
+    assert len(result.losses) == expected and result.best_step == expected
     assert "time budget" in result.ended_early
 
 
@@ -113,3 +175,22 @@ def test_a_budget_for_the_cpu_only_leaves_a_gpu_run_its_iterations():
     config = FinetuneConfig(time_budget=600, budget_devices="cpu")
     assert config.budget_on("cpu") == 600 and config.budget_on("cuda") is None and config.budget_on("mps") is None
     assert FinetuneConfig(time_budget=600).budget_on("cuda") == 600
+
+
+def test_a_budget_too_short_for_the_data_side_trains_in_smaller_patches(monkeypatch):
+    """One second a step and 30 s: about 25 steps of the 128-px side fit, far fewer than MIN_BUDGET_STEPS, so after
+    the probe the run goes on in patches of the smallest budget side, and says so; a side asked for is kept."""
+    ticks = itertools.count()
+    monkeypatch.setattr(budget, "_now", lambda: float(next(ticks)))
+    preprocess = PreprocessConfig(target_spacing=1.0, crop_size=128)
+    train = [preprocess_volume(*make_phantom(0)[:1], preprocess, make_phantom(0)[1], (0, 1, 2, 3))]
+    config = FinetuneConfig(iterations=500, batch_size=2, time_budget=30)
+    stream = io.StringIO()
+    reporter = ProgressReporter("finetune", 500, stream=stream, json_lines=True)
+    result = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), train, config, reporter=reporter,
+                      plan=plan_execution("cpu", "fp32"), patch=128, fit_side_to_budget=True)
+    assert result.training_side == MIN_BUDGET_SIDE == 64
+    assert any("training side 64 px instead of 128" in line for line in stream.getvalue().splitlines())
+    kept = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), train, config,
+                    plan=plan_execution("cpu", "fp32"), patch=128)
+    assert kept.training_side == 128

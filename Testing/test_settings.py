@@ -14,7 +14,7 @@ from cli_helpers import TINY_TRAINING, assert_nothing_written, assert_refused, r
 
 from ContrastSegLib.cli import build_parser, finetune_command, pretrain_command
 from ContrastSegLib.errors import ContrastSegError
-from ContrastSegLib.settings import (SWITCH, FinetuneConfig, PreprocessConfig, PretrainConfig, Stage,
+from ContrastSegLib.settings import (MAX_AUTO_CROP, SWITCH, FinetuneConfig, PreprocessConfig, PretrainConfig, Stage,
                                      command_arguments, config_from_args, option_fields)
 
 REQUIRED = {"finetune": ["finetune", "--labeled", "data", "--out", "model.pt"],
@@ -82,7 +82,7 @@ def test_help_defaults_are_the_dataclass_defaults(command, cls):
 
 
 def test_one_default_per_setting():
-    assert PreprocessConfig().crop_size == 192
+    assert PreprocessConfig().crop_size is None and MAX_AUTO_CROP == 192  # the side from the data, at most 192
     assert FinetuneConfig().iterations == 3000 and FinetuneConfig().batch_size == 16
     assert PretrainConfig().iterations == 10000
 

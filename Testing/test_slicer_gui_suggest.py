@@ -57,6 +57,7 @@ def test_suggest_pretrains_first_then_a_click_opens_the_segment_editor(session, 
     ui.unlabeledFolderPath.currentPath = str(extra_scan_folder(tmp_path))
     tiny_settings(ui)
     ui.suggestCountSpin.value = 3
+    click(ui.pretrainNowRadio)  # no pre-training is the default; this suggestion pre-trains first
     assert ui.pretrainNowRadio.checked and panel.parameters.suggestion_model() is None
 
     statuses = run_job(session, ui.suggestButton, "pre-training, then suggesting")

@@ -191,6 +191,33 @@ def test_pretrain_now_chains_global_local_finetune(tmp_path):
     assert job.progress.fraction == pytest.approx(1.0 if job.progress.step_index == 2 else 0.0, abs=0.2)
 
 
+def test_a_structure_not_learned_is_a_warning_of_the_job_and_of_the_model(tmp_path, monkeypatch):
+    from ContrastSegLogic.checkpoints import describe_checkpoint
+    warning = 'structure 1 "tumour" was not learned (Dice 0.02 on the training volumes): train longer'
+    lines = [json.dumps({"event": "log", "message": "Dice on the training volumes: 0.02"}),
+             json.dumps({"event": "log", "message": warning, "level": "warning"})]
+    workflow, _, volume, segmentation, _ = with_fake_jobs(tmp_path)
+    workflow.launcher.script = lambda command: (lines, 0)
+    job = workflow.finetune([(volume, segmentation)], settings=TINY, **TINY_GRID)
+    job.wait(timeout=30)
+    assert job.warnings == [warning]
+    assert job.progress.messages == ["Dice on the training volumes: 0.02", f"warning: {warning}"]
+
+    labels = {"values": [0, 1, 2], "names": ["background", "tumour", "oedema"],
+              "colors": [[0, 0, 0], [255, 0, 0], [0, 255, 0]]}
+    structures = [{"value": 1, "name": "tumour", "train_dice": 0.0212, "learned": False},
+                  {"value": 2, "name": "oedema", "train_dice": 0.91, "learned": True}]
+    metadata = {"labels": labels, "stage": "finetune", "step": 40, "structures": structures}
+    monkeypatch.setattr("ContrastSegLogic.checkpoints.checkpoint_metadata", lambda path: metadata)
+    assert describe_checkpoint("model.pt") == (
+        "Segments tumour, oedema (fine-tuned, 40 steps). Not learned on the training volumes: tumour (Dice 0.02); "
+        "fine-tune longer (iterations, time budget), annotate it on more slices or check its segment")
+    structures[0]["learned"] = True
+    assert describe_checkpoint("model.pt") == "Segments tumour, oedema (fine-tuned, 40 steps)"
+    del metadata["structures"]  # a checkpoint from before the check
+    assert describe_checkpoint("model.pt") == "Segments tumour, oedema (fine-tuned, 40 steps)"
+
+
 def test_failed_step_reports_its_error_and_adds_nothing(tmp_path):
     scene = new_scene()
     volume, segmentation = labeled_pair(scene)

@@ -29,6 +29,8 @@ def test_defaults_are_the_librarys():
     _, _, _, parameters = scene_with_pairs()
     assert parameters.finetune_config() == FinetuneConfig()
     assert parameters.preprocess_config() == PreprocessConfig()
+    assert parameters.get("initialisation") == "random" and parameters.pretraining() is None
+    parameters.set("initialisation", "pretrain-now")
     stages = parameters.pretraining()
     assert [s.stage for s in stages] == ["global", "local"]
     assert [s.strategy for s in stages] == [DEFAULT_STRATEGY["global"], DEFAULT_STRATEGY["local"]]
@@ -43,6 +45,7 @@ def test_parameters_survive_scene_save_and_reload():
     scene, volumes, segmentations, parameters = scene_with_pairs()
     parameters.set_labeled_pairs(list(zip(volumes[:2], segmentations)))
     parameters.set_nodes("unlabeledVolume", [volumes[2]])
+    parameters.set("initialisation", "pretrain-now")
     parameters.set("localStrategy", "LD")
     parameters.set("iterations", 55)
     parameters.set("mixup", True)

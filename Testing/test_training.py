@@ -147,7 +147,7 @@ def test_cosine_schedule_anneals_the_learning_rate_to_zero():
     from ContrastSegLib.training.finetune import TrainingStep
 
     model = UNet2D(UNetConfig(num_classes=2, channels=(4, 8)))
-    step = TrainingStep(model, FP32, learning_rate=1e-3, cosine_steps=4)
+    step = TrainingStep(model, FP32, learning_rate=1e-3, lr_schedule="cosine", total_steps=4)
     images, targets = torch.rand(2, 1, 8, 8), torch.nn.functional.one_hot(torch.randint(0, 2, (2, 8, 8)), 2)
     rates = []
     for _ in range(4):
@@ -156,3 +156,25 @@ def test_cosine_schedule_anneals_the_learning_rate_to_zero():
     assert rates[0] == pytest.approx(1e-3 * (1 + np.cos(np.pi / 4)) / 2)
     assert rates[-1] == pytest.approx(0.0, abs=1e-12)
     assert rates == sorted(rates, reverse=True)
+
+
+def test_warmup_decay_follows_a_run_re_planned_while_it_goes():
+    """Warm-up over the first 5 % of the planned steps, the full rate, a linear decay over the last 30 % to 5 %;
+    a time budget that shortens the plan mid-run (``total_steps`` changed) moves the decay to the new end."""
+    from ContrastSegLib.training.finetune import TrainingStep
+
+    model = UNet2D(UNetConfig(num_classes=2, channels=(4, 8)))
+    step = TrainingStep(model, FP32, learning_rate=1e-3, lr_schedule="warmup-decay", total_steps=100)
+    images, targets = torch.rand(2, 1, 8, 8), torch.nn.functional.one_hot(torch.randint(0, 2, (2, 8, 8)), 2)
+    targets = targets.permute(0, 3, 1, 2).float()
+    rates = [step.optimizer.param_groups[0]["lr"]]
+    for _ in range(40):
+        step(images, targets)
+        rates.append(step.optimizer.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(1e-4) and rates[5] == pytest.approx(1e-3) and rates[40] == pytest.approx(1e-3)
+    step.total_steps = 50  # re-planned: the run now ends at step 50, its decay starts at 35
+    for _ in range(10):
+        step(images, targets)
+        rates.append(step.optimizer.param_groups[0]["lr"])
+    assert rates[35] == pytest.approx(1e-3) and rates[50] == pytest.approx(5e-5)
+    assert rates[40:51] == sorted(rates[40:51], reverse=True)

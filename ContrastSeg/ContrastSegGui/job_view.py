@@ -1,6 +1,7 @@
 """The running job as the panel shows it: one job at a time; the button that started it becomes Cancel and the
 other job buttons are disabled; the progress bar, the status line (stage, step, loss, ETA), the log and the Stop
-button follow it; a ``QTimer`` polls it on the main thread, where its results are imported.
+button follow it; a ``QTimer`` polls it on the main thread, where its results are imported. The job's warnings (e.g.
+a structure not learned) stay under the status line once it succeeded.
 
     view = JobView(ui, [ui.finetuneButton, ui.segmentButton])
     view.start(ui.finetuneButton, job, on_success=lambda model: ...)
@@ -115,6 +116,9 @@ class JobView:
             self._log(f"{job.kind} job finished")
             with shown_errors("Showing the results"):
                 self._on_success(job)
+            if job.warnings:
+                warnings = [f"Warning: {warning}" for warning in job.warnings]
+                self.ui.statusLabel.text = "\n".join([self.ui.statusLabel.text, *warnings])
         else:
             self.ui.statusLabel.text = job.error
             self._log(job.error)

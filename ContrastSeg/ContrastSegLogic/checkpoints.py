@@ -1,5 +1,6 @@
 """What a checkpoint file says about itself, read before a job uses it (metadata only; weights are never run):
-its classes, whether it is fine-tuned, and a one-line description for the panel."""
+its classes, whether it is fine-tuned, the structures its fine-tuning did not learn, and a one-line description for
+the panel."""
 
 from __future__ import annotations
 
@@ -41,8 +42,19 @@ def check_checkpoint_classes(path: str, classes: Sequence[SegmentClass]) -> None
                                   "segments with the same names")
 
 
+def not_learned(metadata: dict) -> str:
+    """"RV (Dice 0.02), LV (Dice 0.31)": the structures whose Dice on the training volumes stayed below the
+    library's threshold (``ContrastSegLib.training.structure_check``), or "" (all learned, or an older checkpoint)."""
+    structures = metadata.get("structures")
+    if not isinstance(structures, list):
+        return ""
+    return ", ".join(f"{entry.get('name')} (Dice {_dice(entry.get('train_dice'))})" for entry in structures
+                     if isinstance(entry, dict) and entry.get("learned") is False)
+
+
 def describe_checkpoint(path: str) -> str:
-    """"Segments LV, myocardium, RV (fine-tuned, 3000 steps)" or why the file cannot be used."""
+    """"Segments LV, myocardium, RV (fine-tuned, 3000 steps)", with the structures it did not learn and what to do,
+    or why the file cannot be used."""
     try:
         metadata = checkpoint_metadata(path)
     except SceneInputError as error:
@@ -52,5 +64,12 @@ def describe_checkpoint(path: str) -> str:
     steps = f", stopped early at step {stopped['step']}" if stopped else ""
     if metadata.get("labels") and stage == "finetune":
         names = ", ".join(c.name for c in classes_from_labels(metadata["labels"]))
-        return f"Segments {names} (fine-tuned, {metadata.get('step', '?')} steps{steps})"
+        missed = not_learned(metadata)
+        warning = (f". Not learned on the training volumes: {missed}; fine-tune longer (iterations, time budget), "
+                   "annotate it on more slices or check its segment" if missed else "")
+        return f"Segments {names} (fine-tuned, {metadata.get('step', '?')} steps{steps}){warning}"
     return f"A {stage} checkpoint{steps}: fine-tune it before segmenting"
+
+
+def _dice(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "?"

@@ -73,7 +73,8 @@ class JobProgress:
 
 
 class Job:
-    """States: created -> running -> succeeded | failed | cancelled. ``result`` is what ``on_success`` returned."""
+    """States: created -> running -> succeeded | failed | cancelled. ``result`` is what ``on_success`` returned;
+    ``warnings`` the messages of the ``log`` events with ``level`` "warning" (e.g. a structure not learned)."""
 
     def __init__(self, kind: str, folder: JobFolder, steps: Sequence[JobStep], launcher: ProcessLauncher,
                  env: dict[str, str], on_success: Callable[["Job"], Any] | None = None,
@@ -84,6 +85,7 @@ class Job:
         self.state = "created"
         self.result: Any = None
         self.error: str | None = None
+        self.warnings: list[str] = []
         self.progress = JobProgress(step_count=len(self.steps))
         self._events: queue.Queue = queue.Queue()
         self._handle: ProcessHandle | None = None
@@ -178,6 +180,9 @@ class Job:
             if event.get("loss") is not None:
                 self.progress.loss = float(event["loss"])
             self.progress.eta_s = event.get("eta_s")
+        elif kind == "log" and event.get("level") == "warning":
+            self.warnings.append(str(event.get("message")))
+            self.progress.messages.append(f"warning: {event.get('message')}")
         elif kind == "log":
             self.progress.messages.append(str(event.get("message")))
         elif kind == "stopped":

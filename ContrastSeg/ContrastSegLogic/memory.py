@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ContrastSegLib.settings import MAX_AUTO_CROP
+
 from .errors import SceneInputError
 
 GIB = 1024 ** 3
@@ -23,8 +25,10 @@ VALUES_PER_ACTIVATION = 24
 FIXED_OVERHEAD_BYTES = 1 * GIB  # framework, model, optimiser state, the job's volumes
 
 
-def training_memory_bytes(batch_size: int, crop_size: int, channels: Sequence[int]) -> int:
-    """Rough peak memory of one training step of the 2-D UNet: batch x crop² pixels at level 0, /4 per level."""
+def training_memory_bytes(batch_size: int, crop_size: int | None, channels: Sequence[int]) -> int:
+    """Rough peak memory of one training step of the 2-D UNet: batch x crop² pixels at level 0, /4 per level; a
+    crop still to be chosen from the data (None) counts as the largest it can be."""
+    crop_size = MAX_AUTO_CROP if crop_size is None else crop_size
     pixels = batch_size * crop_size * crop_size
     activations = sum(pixels * width / 4 ** level for level, width in enumerate(channels))
     return int(activations * VALUES_PER_ACTIVATION * 4 + FIXED_OVERHEAD_BYTES)

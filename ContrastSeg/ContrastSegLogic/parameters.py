@@ -23,6 +23,7 @@ MASKED = MASKED_NAME  # "first stage": masked-image modelling instead of a globa
 CPU_TIME_BUDGET_MINUTES = 10  # a model in the time of a coffee on a 2-core CPU; GPUs run the papers' iterations
 INITIALISATIONS = ("pretrained-file", "pretrain-now", "random")
 DEVICES = ("auto", "cuda", "cpu")
+CROP_FROM_DATA = 0  # "cropSize": the library chooses the training side from the data (``preprocess.resolve``)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Field:
 
 _FINETUNE, _PREPROCESS, _PRETRAIN = FinetuneConfig(), PreprocessConfig(), PretrainConfig()
 FIELDS: dict[str, Field] = {
-    "initialisation": Field(str, "pretrain-now", INITIALISATIONS),
+    "initialisation": Field(str, "random", INITIALISATIONS),  # pre-training squeezed into the CPU budget cost Dice
     "pretrainedPath": Field(str, ""),
     "unlabeledFolder": Field(str, ""),
     "segments": Field(str, ""),  # comma-separated segment names to learn; empty: every segment of the first pair
@@ -47,7 +48,7 @@ FIELDS: dict[str, Field] = {
     "device": Field(str, _FINETUNE.device, DEVICES),
     "iterations": Field(int, _FINETUNE.iterations),
     "batchSize": Field(int, _FINETUNE.batch_size),
-    "cropSize": Field(int, _PREPROCESS.crop_size),
+    "cropSize": Field(int, _PREPROCESS.crop_size or CROP_FROM_DATA),
     "mixup": Field(bool, _FINETUNE.mixup),
     "selfTrainingRounds": Field(int, _FINETUNE.self_training_rounds),
     "timeBudgetMinutes": Field(int, CPU_TIME_BUDGET_MINUTES),  # on a CPU; 0: the iterations in full
@@ -170,7 +171,7 @@ class ContrastSegParameters:
         return self.get("timeBudgetMinutes") * 60 or None
 
     def preprocess_config(self) -> PreprocessConfig:
-        return replace(_PREPROCESS, crop_size=self.get("cropSize"))
+        return replace(_PREPROCESS, crop_size=self.get("cropSize") or None)
 
     def suggestion_model(self) -> str | None:
         """The model to suggest volumes with: the Segment section's model (a fine-tuned one adds its uncertainty),

@@ -103,8 +103,7 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
         device = self._device(settings.device, settings.batch_size, preprocess, channels)
         on_cpu = {"budget_devices": BudgetDevices.CPU.value}  # the job's process knows where it runs
         stages = [replace(s, time_budget=stage_budget(cpu_time_budget), **on_cpu) for s in pretrain or ()]
-        settings = checked_config(replace(settings, device=device, time_budget=finetune_budget(
-            cpu_time_budget, sum(s.time_budget or 0 for s in stages)), **on_cpu))
+        settings = finetune_settings(settings, device, cpu_time_budget, sum(s.time_budget or 0 for s in stages))
         preprocess = checked_config(preprocess)
         if settings.self_training_rounds and not volumes and not folders:
             raise SceneInputError("self-training needs unlabeled volumes: select scene volumes or a folder of scans")
@@ -123,9 +122,7 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
                                                    channels)
                 pretrained_out = init
             model = folder.outputs / "model.pt"
-            arguments = ["finetune", "--labeled", str(manifest), "--out", str(model), *command_arguments(settings),
-                         "--channels", ",".join(map(str, channels))]
-            arguments += ["--init", str(init)] if init else command_arguments(preprocess)
+            arguments = finetune_arguments(manifest, model, settings, preprocess, channels, init)
             if settings.self_training_rounds:
                 pools = [str(folder.write_manifest(unlabeled_cases, name="unlabeled.json"))] if unlabeled_cases else []
                 arguments += ["--unlabeled", *pools, *map(str, folders)]
@@ -302,6 +299,25 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
     def _run(self, job: Job, wait: bool):
         job.start()
         return job.wait(process_events=self.process_events) if wait else job
+
+
+def finetune_settings(settings: FinetuneConfig, device: str, cpu_time_budget: float | None,
+                      pretraining_s: float = 0.0) -> FinetuneConfig:
+    """``settings`` of a fine-tuning job on ``device``, checked: what is left of ``cpu_time_budget`` seconds after
+    ``pretraining_s`` of pre-training stages (``runtime.budget``), applied only where the job runs on the CPU."""
+    return checked_config(replace(settings, device=device, time_budget=finetune_budget(cpu_time_budget, pretraining_s),
+                                  budget_devices=BudgetDevices.CPU.value))
+
+
+def finetune_arguments(manifest: str | os.PathLike, model: str | os.PathLike, settings: FinetuneConfig,
+                       preprocess: PreprocessConfig, channels: Sequence[int],
+                       init: str | os.PathLike | None = None) -> list[str]:
+    """The ``contrastseg finetune`` arguments of a job (without self-training's ``--unlabeled``): every setting
+    explicit, the UNet's ``channels``, then ``--init`` (the model keeps that checkpoint's preprocessing) or the
+    preprocessing's flags. ``benchmarks/bench_minutes.py`` runs the panel's defaults through it."""
+    arguments = ["finetune", "--labeled", str(manifest), "--out", str(model), *command_arguments(settings),
+                 "--channels", ",".join(map(str, channels))]
+    return arguments + (["--init", str(init)] if init else command_arguments(preprocess))
 
 
 def default_pretraining(iterations: int | None = None) -> list[PretrainConfig]:

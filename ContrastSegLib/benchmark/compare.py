@@ -30,7 +30,7 @@ from ..errors import ContrastSegError
 from ..evaluation import structure_metrics
 from ..inference.predict_job import run_predict
 from ..io import atomic_path, check_output_path, read_image, read_label, write_text
-from ..preprocess import canonical_spacing, median_plane_spacing
+from ..preprocess import resolve_preprocessing
 from ..runtime.budget import format_duration
 from ..runtime.progress import ProgressReporter
 from ..runtime.stop import end_if_stopped
@@ -124,12 +124,12 @@ def _run_folds(request: CompareRequest, methods: Sequence[str], cases: Sequence[
 
 
 def _fixed_preprocessing(request: CompareRequest, cases: Sequence[Case]) -> PreprocessConfig:
-    """One preprocessing for every run, so the methods differ only in how they start: the median in-plane spacing
-    of the labeled volumes when none is given."""
-    if request.preprocess.target_spacing is not None:
+    """One preprocessing for every run, so the methods differ only in how they start: what is not given comes from
+    the labeled volumes (``resolve_preprocessing``)."""
+    if request.preprocess.target_spacing is not None and request.preprocess.crop_size is not None:
         return request.preprocess.check(request.channels)
-    spacing = median_plane_spacing([canonical_spacing(read_image(c.image, channel=c.channel)) for c in cases])
-    return replace(request.preprocess, target_spacing=round(spacing, 4)).check(request.channels)
+    volumes = [read_image(c.image, channel=c.channel) for c in cases]
+    return resolve_preprocessing(request.preprocess, volumes, request.channels)
 
 
 def _count_runs(methods: Sequence[str], folds: int) -> int:

@@ -22,7 +22,7 @@ from ..data.splits import make_split
 from ..errors import ContrastSegError
 from ..io import atomic_path, read_image, read_label
 from ..preprocess import canonical_spacing, median_plane_spacing
-from ..settings import PreprocessConfig
+from ..settings import MAX_AUTO_CROP as PAPERS_CROP, PreprocessConfig
 from .profiles import Profile
 from .split_files import FixedSplit, load_split_file, packaged_split_path, resolve_split, save_split_file
 
@@ -247,10 +247,9 @@ def _prepare_folder(name: str, root: Path, folder: Path, profile: Profile, spaci
         median, values = _scan(labeled_pool, read_labels=not dataset.label_names)
         save_split_file({**split_data, "median_spacing_mm": median, "label_values": values}, saved)
         split_data = load_split_file(saved)
-    crop = crop or profile.crop or PreprocessConfig.crop_size
+    crop = crop or profile.crop or PAPERS_CROP
     median = split_data["median_spacing_mm"]
-    conventions = DatasetSpec(name, "your folder", median, PreprocessConfig.crop_size,
-                              median * PreprocessConfig.crop_size, None, "none")
+    conventions = DatasetSpec(name, "your folder", median, PAPERS_CROP, median * PAPERS_CROP, None, "none")
     names = dataset.label_names or {0: "background", **{v: f"label_{v}" for v in split_data["label_values"]}}
     return _finish(name, str(root.absolute()), dataset, fixed, folder, names, dataset.label_colors,
                    spacing or conventions.spacing_for(crop), crop)

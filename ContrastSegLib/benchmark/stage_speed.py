@@ -20,7 +20,7 @@ from ..preprocess import PreparedVolume
 from ..sampling import LabeledSliceBank, PartitionSliceBank
 from ..settings import (FinetuneConfig, GlobalStrategy, LocalStrategy, PretrainConfig, Stage,
                         SupervisedLocalMode)
-from ..runtime.precision import ExecutionPlan
+from ..runtime.precision import ExecutionPlan, make_grad_scaler
 from ..training.finetune import BatchPipeline, TrainingStep
 from ..training.pretrain import ContrastiveObjective, StageNetwork, attach_heads
 from .timing import interleaved_medians, repeat
@@ -85,7 +85,7 @@ class ContrastiveStep:
 
     def __init__(self, trainable: list[nn.Parameter], plan: ExecutionPlan, learning_rate: float):
         self.optimizer = torch.optim.Adam(trainable, lr=learning_rate)
-        self.scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.scale_gradients)
+        self.scaler = make_grad_scaler(plan)
 
     def __call__(self, loss: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)

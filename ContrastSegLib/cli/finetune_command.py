@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..runtime.budget import process_started_at
 from ..settings import ExecutionConfig, FinetuneConfig, add_options, config_from_args
 from ..training.finetune_job import run_finetune
 from .common import (add_channels_option, add_execution_options, add_overwrite_option, add_preprocessing_options,
@@ -36,7 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out, result = run_finetune(args.labeled, args.out, config_from_args(FinetuneConfig, args), preprocessing_from(args),
                                channels=args.channels, split=args.split, init=args.init, channel=args.channel,
-                               overwrite=args.overwrite, unlabeled=args.unlabeled)
+                               overwrite=args.overwrite, unlabeled=args.unlabeled,
+                               started_at=process_started_at())
     print(written_line(out, result.stopped, f"final loss {sum(result.losses[-10:]) / len(result.losses[-10:]):.4f}, "
                                             f"{result.seconds:.0f} s"))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..runtime.checkpoint import load_checkpoint
+from ..training.structure_check import NOT_LEARNED_DICE, not_learned, quoted
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         labels = meta["labels"]
         classes = ", ".join(f"{v}={n}" for v, n in zip(labels["values"], labels["names"]))
         lines.append(f"classes       {classes}")
+    if isinstance(meta.get("structures"), list):
+        lines.append(f"structures    {_structures(meta['structures'])}")
     if "preprocessing" in meta:
         pre = meta["preprocessing"]
         lines.append(f"preprocessing spacing {pre.get('target_spacing')} mm, crop {pre.get('crop_size')}, "
@@ -52,3 +55,17 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"from          {entry.get('path')} ({entry.get('stage')})")
     print("\n".join(lines))
     return 0
+
+
+def _structures(structures: list) -> str:
+    """Which structures the fine-tuning did not learn (its Dice on the training volumes), or that all were."""
+    missed = not_learned(structures)
+    if not missed:
+        return f"all structures learned on the training volumes (Dice ≥ {NOT_LEARNED_DICE})"
+    return (f"not learned on the training volumes (Dice < {NOT_LEARNED_DICE}): "
+            + ", ".join(f"{s.get('value')} {quoted(str(s.get('name')))} (Dice {_dice(s.get('train_dice'))})"
+                        for s in missed))
+
+
+def _dice(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "?"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..runtime.budget import process_started_at
 from ..settings import ExecutionConfig, PretrainConfig, add_options, config_from_args
 from ..training import distributed
 from ..training.pretrain_job import run_pretrain
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out, state = run_pretrain(args.unlabeled, args.out, config, preprocessing_from(args), channels=args.channels,
                                   init=args.init, split=args.split, overwrite=args.overwrite, context=context,
-                                  labeled=args.labeled)
+                                  labeled=args.labeled, started_at=process_started_at())
     finally:
         distributed.stop(context)
     if not context.is_main:

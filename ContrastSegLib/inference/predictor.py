@@ -14,7 +14,7 @@ from ..data.labels import LabelSet
 from ..errors import ContrastSegError
 from ..io import Volume
 from ..models import UNet2D, UNetConfig
-from ..preprocess import preprocess_volume, restore_planes, to_volume_order
+from ..preprocess import preprocess_volume, restore_planes, to_volume_order, whole_slice_side
 from ..runtime.checkpoint import Checkpoint, load_checkpoint
 from ..runtime.precision import ExecutionPlan, plan_execution
 from ..settings import Flips, PreprocessConfig
@@ -71,6 +71,7 @@ class Predictor:
         # checkpoints without the setting were trained with both flips, the setting's former default
         self.flips = TRAINING_FLIPS.get((meta.get("config") or {}).get("flips", Flips.BOTH.value), NO_FLIPS)
         self.volume_norms = VolumeNorms.from_metadata(meta, source)  # the training labels' volumes (None: older)
+        self.whole_slices = bool(meta.get("whole_slices"))  # older checkpoints: the centre crop they trained on
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "Predictor":
@@ -81,7 +82,9 @@ class Predictor:
         """Segment ``image``; with ``uncertainty`` the prediction averages the test-time flips of the model's
         training (none: one pass) and the entropy map is returned too. ``entropy_map`` alone returns the entropy of
         the plain pass (the label map unchanged; what a folder's review table reads)."""
-        prepared = preprocess_volume(image, self.preprocess_config)
+        side = (whole_slice_side([image], self.preprocess_config, self.model.config.channels) if self.whole_slices
+                else None)
+        prepared = preprocess_volume(image, self.preprocess_config, side=side)
         record, classes = prepared.record, len(self.labels.values)
         values = torch.as_tensor(self.labels.values, device=self.plan.device)
         stack = record.stack_shape  # (S, R, C')

@@ -5,10 +5,10 @@ from .pipeline import (
 )
 from .orientation import Orientation, canonical_orientation, canonical_spacing, reorient
 from .record import PreprocessRecord
-from .resolve import median_plane_spacing, resolve_preprocessing
+from .resolve import median_plane_spacing, resolve_preprocessing, whole_slice_side
 
 __all__ = [
     "Orientation", "PreparedVolume", "PreprocessRecord", "canonical_orientation", "canonical_spacing",
     "labels_to_indices", "median_plane_spacing", "preprocess_volume", "reorient", "resolve_preprocessing",
-    "restore_planes", "restore_probabilities", "to_volume_order",
+    "restore_planes", "restore_probabilities", "to_volume_order", "whole_slice_side",
 ]

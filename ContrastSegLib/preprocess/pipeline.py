@@ -2,7 +2,7 @@
 
 Steps (each recorded so that :func:`restore_probabilities` can invert them): canonical orientation (see
 ``orientation``), optional N4, slice axis, in-plane resampling to the target spacing, 1–99 % percentile
-normalisation, centre crop/pad to ``crop_size``.
+normalisation, centre crop/pad to ``crop_size`` (or to a larger ``side``: the whole slice, see ``resolve``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ def preprocess_volume(
     config: PreprocessConfig,
     label: Volume | None = None,
     class_values: Sequence[int] | None = None,
+    side: int | None = None,
 ) -> PreparedVolume:
     """Slices of ``image`` (and of ``label``, on the image's grid, as indices into ``class_values``) ready for the
-    network; the slices are cut from the canonically oriented volume, whatever its storage order."""
+    network, ``side`` × ``side`` (default ``config.crop_size``); the slices are cut from the canonically oriented
+    volume, whatever its storage order."""
+    side = config.crop_size if side is None else side
     original_shape = tuple(image.array.shape)
     orientation = canonical_orientation(image.direction)
     image = reorient(image, orientation)
@@ -52,8 +55,8 @@ def preprocess_volume(
     planes = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)).unsqueeze(1)
     resampled = geometry.resample_planes(planes, out_shape)[:, 0].numpy()
     intensity_range = percentile_range(resampled, config.percentiles, image.name)
-    offset = geometry.centre_offset(out_shape, config.crop_size)
-    slices = geometry.crop_or_pad(normalise(resampled, intensity_range), offset, config.crop_size)
+    offset = geometry.centre_offset(out_shape, side)
+    slices = geometry.crop_or_pad(normalise(resampled, intensity_range), offset, side)
     record = PreprocessRecord(
         original_shape=original_shape,
         slice_axis=axis,
@@ -61,7 +64,7 @@ def preprocess_volume(
         plane_spacing=spacing,
         resampled_shape=tuple(out_shape),
         crop_offset=tuple(offset),
-        crop_size=config.crop_size,
+        crop_size=side,
         intensity_range=intensity_range,
         orientation=orientation,
     )

@@ -1,4 +1,16 @@
-"""The preprocessing a training run uses: the asked-for settings, checked, with the target spacing filled in."""
+"""The preprocessing a training run uses: the asked-for settings, checked, with the target spacing and the training
+side filled in from the volumes it trains on.
+
+The training side (``crop_size`` None): no compute on padding. It is the smallest side the UNet accepts (a multiple
+of ``unet_divisor``) that covers the largest resampled in-plane extent of the training volumes, at most
+``MAX_AUTO_CROP`` (the papers' crop: a side from the data never costs more per step than it). Slices larger than the
+side are cut into patches of it by fine-tuning (``sampling.labeled``) and covered whole by prediction.
+
+    >>> covering_side([(101, 132), (96, 119)], divisor=32)
+    160
+    >>> covering_side([(400, 512)], divisor=32), covering_side([(20, 30)], divisor=32)
+    (192, 32)
+"""
 
 from __future__ import annotations
 
@@ -7,8 +19,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..settings import DEFAULT_CHANNELS, PreprocessConfig
-from .geometry import choose_slice_axis, plane_spacing
+from ..io.volume import Volume
+from ..settings import DEFAULT_CHANNELS, MAX_AUTO_CROP, PreprocessConfig, unet_divisor
+from .geometry import MAX_SIDE, choose_slice_axis, plane_spacing, resampled_shape
+from .orientation import canonical_orientation, canonical_spacing
 
 
 def median_plane_spacing(spacings: Iterable[Sequence[float]], slice_axis: int | None = None) -> float:
@@ -17,11 +31,42 @@ def median_plane_spacing(spacings: Iterable[Sequence[float]], slice_axis: int | 
     return round(float(np.median([min(plane_spacing(s, choose_slice_axis(s, slice_axis))) for s in spacings])), 4)
 
 
-def resolve_preprocessing(config: PreprocessConfig, spacings: Iterable[Sequence[float]],
+def resampled_plane_shape(volume: Volume, target_spacing: float, slice_axis: int | None) -> tuple[int, int]:
+    """(rows, cols) of ``volume``'s slices once resampled to ``target_spacing`` mm (as ``preprocess_volume`` cuts
+    them: canonical orientation, the slice axis chosen from the spacing unless given)."""
+    orientation = canonical_orientation(volume.direction)
+    spacing_ijk = orientation.spacing(volume.spacing)
+    axis = choose_slice_axis(spacing_ijk, slice_axis)
+    shape_kji = list(orientation.shape(volume.array.shape))
+    del shape_kji[axis]
+    return resampled_shape(tuple(shape_kji), plane_spacing(spacing_ijk, axis), target_spacing, volume.name)
+
+
+def covering_side(plane_shapes: Iterable[Sequence[int]], divisor: int, largest: int = MAX_AUTO_CROP) -> int:
+    """The smallest multiple of ``divisor`` that covers every (rows, cols) of ``plane_shapes``, at most ``largest``
+    (rounded down to a multiple of ``divisor``), at least ``divisor``."""
+    extent = max(max(shape) for shape in plane_shapes)
+    cap = max(divisor, largest // divisor * divisor)
+    return int(min(cap, max(divisor, -(-extent // divisor) * divisor)))
+
+
+def whole_slice_side(volumes: Sequence[Volume], config: PreprocessConfig, channels: Sequence[int]) -> int:
+    """The side that holds every slice of ``volumes`` whole under the resolved ``config``: at least its crop (what
+    prediction and the training banks of a model trained in patches use)."""
+    shapes = [resampled_plane_shape(v, config.target_spacing, config.slice_axis) for v in volumes]
+    return max(config.crop_size, covering_side(shapes, unet_divisor(channels), largest=MAX_SIDE))
+
+
+def resolve_preprocessing(config: PreprocessConfig, volumes: Sequence[Volume],
                           channels: Sequence[int] = DEFAULT_CHANNELS) -> PreprocessConfig:
     """``config`` checked for a UNet of encoder widths ``channels``; an unset ``target_spacing`` becomes the
-    :func:`median_plane_spacing` of the volumes the run trains on (``spacings``: their canonical voxel spacings)."""
+    :func:`median_plane_spacing` of the ``volumes`` the run trains on, an unset ``crop_size`` their
+    :func:`covering_side`."""
     config.check(channels)
-    if config.target_spacing is not None:
-        return config
-    return replace(config, target_spacing=median_plane_spacing(spacings, config.slice_axis))
+    if config.target_spacing is None:
+        spacing = median_plane_spacing([canonical_spacing(v) for v in volumes], config.slice_axis)
+        config = replace(config, target_spacing=spacing)
+    if config.crop_size is None:
+        shapes = [resampled_plane_shape(v, config.target_spacing, config.slice_axis) for v in volumes]
+        config = replace(config, crop_size=covering_side(shapes, unet_divisor(channels)))
+    return config

@@ -1,9 +1,13 @@
-"""Schedules a user can afford: a time budget that sets the number of steps from the measured step time, and a
-stop when the training loss has reached a plateau.
+"""Schedules a user can afford: a time budget that sets the number of steps from the pace measured while the run
+goes on, and a stop when the training loss has reached a plateau.
 
-Time budget. The first ``PROBE_STEPS`` steps after one warm-up step are timed; the run then takes as many steps as
-fit into ``BUDGET_SHARE`` of what is left of the budget at that pace, never more than the configured iterations
-(the rest of the budget is for reading, pseudo-labelling and writing).
+Time budget. The budget is what the user waits: the job's wall time from its start (``started_at``, the process
+start for a command-line job) to the written checkpoint. After every step the pace is measured anew over the last
+``PACE_WINDOW`` steps (the first step, which allocates and warms up, never counts), and the run takes as many steps
+as end it at ``END_SHARE`` of the budget, less what comes after the last step (``tail_steps`` steps' worth of work,
+e.g. the final check over the training slices, plus ``TAIL_S`` for writing the checkpoint and leaving the process);
+never more than the configured iterations. A machine whose load changes during the run changes the pace, and so the
+plan, within ``PACE_WINDOW`` steps.
 
 A chain's budget (pre-training stages, then fine-tuning, as in ``contrastseg benchmark --time-budget`` and the
 Slicer module's "Pre-train now"): each pre-training stage gets a third of it (``STAGE_SHARE``), fine-tuning what is
@@ -21,13 +25,16 @@ before ``min_windows`` windows.
 
 from __future__ import annotations
 
+import collections
 import math
+import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-PROBE_STEPS = 10  # timed steps that set the pace
-BUDGET_SHARE = 0.95  # of the budget left after the probe, spent on training steps
+PACE_WINDOW = 20  # the most recent steps whose wall time sets the pace
+END_SHARE = 0.98  # of the budget: when a budgeted job aims to have written its checkpoint
+TAIL_S = 1.0  # seconds after the last step and its tail work: writing the checkpoint, leaving the process
 
 STAGE_SHARE = 1 / 3  # of a chain's budget, for each pre-training stage
 
@@ -51,13 +58,32 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def iterations_for_budget(budget_s: float, elapsed_s: float, steps_done: int, step_s: float,
-                          max_iterations: int) -> int:
-    """Total steps of a run that has spent ``elapsed_s`` of ``budget_s`` on ``steps_done`` steps and takes
-    ``step_s`` per step: the steps done, plus those that fit into ``BUDGET_SHARE`` of the rest; within
-    [``steps_done``, ``max_iterations``]."""
-    left = max(0.0, budget_s * BUDGET_SHARE - elapsed_s)
-    more = math.floor(left / step_s) if step_s > 0 else max_iterations
+def clock() -> float:
+    """Now, on the budget's clock."""
+    return _now()
+
+
+def process_started_at() -> float:
+    """When this process started, on the budget's clock: what a user who launched a job waits from (interpreter
+    start and imports included). Read from ``/proc`` where there is one, else the time this module was imported
+    (which the command line imports before torch)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            up_s = float(uptime.read().split()[0])
+        age = up_s - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED_AT
+    return _now() - age if 0 <= age < 3600 else _IMPORTED_AT
+
+
+_IMPORTED_AT = _now()
+
+
+def iterations_for_budget(left_s: float, steps_done: int, step_s: float, max_iterations: int) -> int:
+    """Total steps of a run that has done ``steps_done`` steps, has ``left_s`` seconds left for more and takes
+    ``step_s`` per step: within [``steps_done``, ``max_iterations``]."""
+    more = math.floor(max(0.0, left_s) / step_s) if step_s > 0 else max_iterations
     return max(steps_done, min(max_iterations, steps_done + more))
 
 
@@ -101,40 +127,53 @@ class PlateauRule:
 
 @dataclass
 class StepSchedule:
-    """How many steps one run takes: ``iterations`` until a time budget replaces it after the probe; ``reason``
-    says why it ended early or is empty. Call :meth:`start` before the first step (``first_step``: the steps a
-    resumed run had done), then :meth:`on_step` after each (``step`` counted as the loop does) to know whether to
-    go on."""
+    """How many steps one run takes: ``iterations`` (at most), re-planned after every step under a time budget;
+    ``reason`` says why it ended early or is empty. ``started_at``: the job's start on the budget clock (None: when
+    :meth:`start` is called); ``tail_steps``: work after the last step, in steps' time; ``fixed``: the iterations
+    were planned before (a resumed run) and stay. Call :meth:`start` before the first step (``first_step``: the steps
+    a resumed run had done), then :meth:`on_step` after each (``step`` counted as the loop does) to know whether to
+    go on. ``pace`` is the latest measured seconds per step."""
 
     iterations: int
     budget_s: float | None = None
     plateau: PlateauRule | None = None
     first_step: int = 0
     reason: str = ""
+    fixed: bool = False
+    started_at: float | None = None
+    tail_steps: float = 0.0
+    pace: float | None = None
     planned: bool = False
-    started_at: float = 0.0
-    probe_started_at: float = 0.0
+    _limit: int = 0
+    _ends: collections.deque = field(default_factory=lambda: collections.deque(maxlen=PACE_WINDOW + 1))
 
     def start(self) -> "StepSchedule":
-        self.started_at = _now()
+        if self.started_at is None:
+            self.started_at = _now()
+        self._limit, self.planned = self.iterations, self.fixed
         return self
 
     def on_step(self, step: int, losses: list[float], start: int = 0) -> bool:
         """``losses[start:]``: this run's curve (``start`` > 0 where ``losses`` also holds earlier rounds')."""
-        if self.budget_s is not None and not self.planned:
-            self._probe(step)
+        if self.budget_s is not None and not self.fixed:
+            self._replan(step)
         if self.plateau is not None and self.plateau.plateaued(losses, start):
             self.reason, self.iterations = "the training loss reached a plateau", step
             return False
         return step < self.iterations
 
-    def _probe(self, step: int) -> None:
-        now, done = _now(), step - self.first_step
-        if done == 1:  # the warm-up step (allocation, first kernels) does not set the pace
-            self.probe_started_at = now
-        elif done == 1 + PROBE_STEPS:
-            pace = (now - self.probe_started_at) / PROBE_STEPS
-            planned = iterations_for_budget(self.budget_s, now - self.started_at, step, pace, self.iterations)
-            if planned < self.iterations:
-                self.reason = f"the time budget of {format_duration(self.budget_s)} ({pace:.2f} s per step)"
-            self.iterations, self.planned = planned, True
+    def restart_pace(self) -> None:
+        """Measure the pace afresh from the next step on (the step itself changed, e.g. its side)."""
+        self._ends.clear()
+
+    def _replan(self, step: int) -> None:
+        now = _now()
+        self._ends.append(now)  # end of each step from the warm-up step on: the differences exclude the warm-up
+        if len(self._ends) < 2:
+            return
+        self.pace = (self._ends[-1] - self._ends[0]) / (len(self._ends) - 1)
+        left = self.started_at + self.budget_s * END_SHARE - TAIL_S - self.pace * self.tail_steps - now
+        self.iterations = iterations_for_budget(left, step, self.pace, self._limit)
+        self.planned = True
+        self.reason = (f"the time budget of {format_duration(self.budget_s)} ({self.pace:.2f} s per step)"
+                       if self.iterations < self._limit else "")

@@ -36,12 +36,14 @@ def check_checkpoint(path: Path, metadata: dict[str, Any], model: dict[str, Any]
         _check_labels(path, metadata["labels"], config.num_classes if HEAD in model else None)
     if "preprocessing" in metadata:
         try:
-            PreprocessConfig.from_json(metadata["preprocessing"]).check(config.channels)
+            preprocessing = PreprocessConfig.from_json(metadata["preprocessing"]).check(config.channels)
         except ContrastSegError as error:
             raise ContrastSegError(f"{path}: the checkpoint's preprocessing is out of range ({error}); "
                                    f"{RETRAIN}") from None
         except (TypeError, AttributeError) as error:
             raise _damaged(path, f"preprocessing: {error}") from None
+        if preprocessing.crop_size is None or preprocessing.target_spacing is None:
+            raise _damaged(path, "preprocessing: no crop size or spacing")
 
 
 def _architecture(path: Path, data: Any) -> UNetConfig:

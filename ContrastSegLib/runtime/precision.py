@@ -37,6 +37,14 @@ class ExecutionPlan:
         return f"{self.device.type}, {dtype}" + (", channels_last" if self.channels_last else "")
 
 
+def make_grad_scaler(plan: ExecutionPlan):
+    """The gradient scaler of ``plan`` (active for fp16 only). ``torch.amp.GradScaler`` first shipped in torch 2.3;
+    on older torch the CUDA scaler, which fp16 (CUDA only) needs, and which disabled is a no-op on any device."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(plan.device.type, enabled=plan.scale_gradients)
+    return torch.cuda.amp.GradScaler(enabled=plan.scale_gradients)
+
+
 def resolve_device(name: str = ExecutionConfig.device) -> torch.device:
     """``auto``: cuda, else mps, else cpu; an explicit device that is not available is an error."""
     ExecutionConfig(device=name).check()

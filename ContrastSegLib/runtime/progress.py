@@ -2,8 +2,8 @@
 a tqdm bar on a terminal.
 
 Events: ``started``, ``progress`` (stage, step, total, loss, eta_s), ``checkpoint`` (path, step), ``log``
-(message), ``stopped`` (step, total, signal: a stop request ended the run early), ``finished`` and ``error``
-(message). One JSON object per line, nothing else on that line.
+(message; and ``level`` "warning" on a result the user must act on), ``stopped`` (step, total, signal: a stop request
+ended the run early), ``finished`` and ``error`` (message). One JSON object per line, nothing else on that line.
 """
 
 from __future__ import annotations
@@ -60,14 +60,24 @@ class ProgressReporter:
         self.emit("progress", step=step, total=self.total, loss=loss, eta_s=eta, **extra)
 
     def log(self, message: str) -> None:
+        self._say(message)
+
+    def warning(self, message: str) -> None:
+        """A result the user must act on: a ``log`` event with ``level`` "warning"; on a terminal, a ``warning:``
+        line."""
+        self._say(message, level="warning")
+
+    def _say(self, message: str, level: str | None = None) -> None:
         if not self.enabled:
             return
         if self.json_lines:
-            self.emit("log", message=message)
-        elif self._bar is not None:
-            self._bar.write(message, file=sys.stderr)
+            self.emit("log", message=message, **({"level": level} if level else {}))
+            return
+        line = f"{level}: {message}" if level else message
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
         else:
-            print(message, file=sys.stderr)
+            print(line, file=sys.stderr)
 
     def stopped(self, step: int, signal: str) -> None:
         """The run stops early, after ``step`` of ``total`` steps, because ``signal`` asked it to."""

@@ -8,7 +8,6 @@ Seeded: the same seed, data and device give the same weights on the CPU.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -22,13 +21,15 @@ from ..errors import ContrastSegError
 from ..inference.slices import foreground_dice, slice_probabilities
 from ..losses import DiceCrossEntropyLoss
 from ..preprocess import PreparedVolume
-from ..runtime.precision import ExecutionPlan, plan_execution
 from ..runtime.budget import PlateauRule, StepSchedule
+from ..runtime.precision import ExecutionPlan, make_grad_scaler, plan_execution
 from ..runtime.progress import ProgressReporter
 from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import LabeledSliceBank
 from ..settings import FinetuneConfig, LrSchedule
+from .budget_side import MIN_BUDGET_STEPS, SIDE_PROBE_STEPS, budget_side
 from .loss_guard import check_finite_losses
+from .lr_schedules import LR_FACTORS
 from .mixup import mixup
 from .self_training import IGNORE, labeled_share_of, one_hot_targets, pseudo_label
 
@@ -38,7 +39,8 @@ class FinetuneResult:
     """losses: one per step; validation: (step, mean foreground Dice); best_step: step of the kept weights;
     stopped: set when a stop request ended the run early; rounds: (round, labeled volumes' Dice before, after) of
     each self-training round; rejected_round: the round undone because it lowered that Dice; ended_early: why
-    fewer steps than the iterations ran (time budget, plateau), or empty."""
+    fewer steps than the iterations ran (time budget, plateau), or empty; training_side: the side of the training
+    slices at the end (a budget may have made it smaller, ``budget_side``)."""
 
     losses: list[float] = field(default_factory=list)
     validation: list[tuple[int, float]] = field(default_factory=list)
@@ -48,25 +50,28 @@ class FinetuneResult:
     rounds: list[tuple[int, float, float]] = field(default_factory=list)
     rejected_round: int | None = None
     ended_early: str = ""
+    training_side: int | None = None
 
 
 class TrainingStep:
-    """One optimisation step on a ready batch (forward, loss, backward, Adam) under an execution plan."""
+    """One optimisation step on a ready batch (forward, loss, backward, Adam) under an execution plan; the learning
+    rate follows ``lr_schedule`` over ``total_steps`` (which a time budget re-plans while the run goes on)."""
 
     def __init__(self, model: nn.Module, plan: ExecutionPlan, learning_rate: float,
-                 ce_weight: float = FinetuneConfig.ce_weight,
-                 cosine_steps: int | None = None):
+                 ce_weight: float = FinetuneConfig.ce_weight, lr_schedule: str = FinetuneConfig.lr_schedule,
+                 total_steps: int = 1):
         self.model, self.plan = model, plan
         self.loss_fn = DiceCrossEntropyLoss(ce_weight=ce_weight)
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=learning_rate)
-        self.cosine_steps = cosine_steps  # may be shortened when a time budget sets the run's length
-        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._cosine_factor)
-                          if cosine_steps else None)
-        self.scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.scale_gradients)
+        self.total_steps = total_steps
+        self.factor = LR_FACTORS[LrSchedule(lr_schedule)]
+        self.scheduler = (torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._factor)
+                          if lr_schedule != LrSchedule.CONSTANT else None)
+        self.scaler = make_grad_scaler(plan)
 
-    def _cosine_factor(self, step: int) -> float:
-        return 0.5 * (1 + math.cos(math.pi * min(step, self.cosine_steps) / self.cosine_steps))
+    def _factor(self, step: int) -> float:
+        return self.factor(min(1.0, step / max(1, self.total_steps)))
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """images (B, 1, P, P), targets (B, C, P, P) probabilities -> the loss before the update (detached)."""
@@ -117,12 +122,17 @@ class BatchPipeline:
 
 def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: FinetuneConfig,
              validation: Sequence[PreparedVolume] = (), reporter: ProgressReporter | None = None,
-             plan: ExecutionPlan | None = None, unlabeled: Sequence[PreparedVolume] = ()) -> FinetuneResult:
+             plan: ExecutionPlan | None = None, unlabeled: Sequence[PreparedVolume] = (),
+             started_at: float | None = None, patch: int | None = None,
+             fit_side_to_budget: bool = False) -> FinetuneResult:
     """Train ``model`` (in place) on the labeled slices of ``train``; with ``config.self_training_rounds`` > 0,
     each further round pseudo-labels ``unlabeled`` with the current model and trains again for
     ``config.iterations`` steps on batches mixing both (one optimiser throughout). A round that lowers the Dice on
     the labeled volumes by more than ``ROUND_TOLERANCE`` is undone, and self-training ends there. A stop request
-    (``runtime.stop``) ends the run, all rounds, after the current step. Returns the loss curve and validation."""
+    (``runtime.stop``) ends the run, all rounds, after the current step. A time budget counts from ``started_at``
+    (the job's start on ``runtime.budget``'s clock; None: now). ``patch``: the training side, where the slices of
+    ``train`` are larger (None: whole slices); ``fit_side_to_budget``: a time budget may make it smaller
+    (``budget_side``). Returns the loss curve and validation."""
     config.check()
     plan = plan or plan_execution(config.device, config.precision, config.channels_last)
     rounds = config.self_training_rounds
@@ -136,18 +146,21 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
         model.to(memory_format=torch.channels_last)
     reporter.started(device=plan.describe(), validation_volumes=len(validation), self_training_rounds=rounds)
     reporter.log(f"fine-tuning on {len(train)} volume(s); {plan.describe()}")
+    num_classes = model.config.num_classes
+    labeled_bank = LabeledSliceBank(train, plan.device, patch, config.structure_share, num_classes)
+    reporter.log(f"training side {labeled_bank.patch} px" + (f" (patches of slices up to {labeled_bank.side} px)"
+                                                            if labeled_bank.patch < labeled_bank.side else ""))
     if not validation:
         reporter.log(f"no validation volumes: fixed schedule of {total} iterations, keeping the last weights")
     tracker = _BestWeights()
     result, start = FinetuneResult(), time.perf_counter()
-    num_classes = model.config.num_classes
-    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight,
-                           cosine_steps=total if config.lr_schedule == LrSchedule.COSINE else None)
+    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight, config.lr_schedule, total)
     keep_on_stop()
-    phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn)
-    phase.run(LabeledSliceBank(train, plan.device), None, 0)
-    if step_fn.cosine_steps:
-        step_fn.cosine_steps = phase.total
+    phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn, started_at,
+                   fit_side_to_budget)
+    phase.run(labeled_bank, None, 0, tail_slices=labeled_bank.num_slices)
+    result.training_side = labeled_bank.patch
+    step_fn.total_steps = phase.total
     for round_number in range(1, rounds + 1):
         if result.stopped:
             break
@@ -159,7 +172,7 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
                     f"{kept:.0%} of pixels kept (the most confident {config.pseudo_keep:.0%} of each class)")
         reporter.log(f"self-training round {round_number}: pseudo-labels for {len(pseudo)} volume(s), {kept_how}, "
                      f"{phase.labeled_share:.0%} of every batch labeled")
-        phase.run(LabeledSliceBank(train, plan.device), LabeledSliceBank(pseudo, plan.device),
+        phase.run(labeled_bank, LabeledSliceBank(pseudo, plan.device, labeled_bank.patch),
                   round_number * phase.iterations)
         after = validation_dice(model, train, plan, num_classes)
         result.rounds.append((round_number, fit, after))
@@ -223,8 +236,10 @@ class _Phase:
 
     def __init__(self, model: nn.Module, config: FinetuneConfig, plan: ExecutionPlan,
                  validation: Sequence[PreparedVolume], reporter: ProgressReporter, result: FinetuneResult,
-                 tracker: _BestWeights, step_fn: TrainingStep):
+                 tracker: _BestWeights, step_fn: TrainingStep, started_at: float | None = None,
+                 fit_side_to_budget: bool = False):
         self.model, self.config, self.plan, self.validation = model, config, plan, validation
+        self.started_at, self.fit_side_to_budget = started_at, fit_side_to_budget
         self.reporter, self.result, self.tracker, self.step_fn = reporter, result, tracker, step_fn
         self.labeled_share = labeled_share_of(config.batch_size, config.labeled_share) / config.batch_size
         self.iterations = config.iterations  # per round; a time budget sets it in the first round
@@ -234,13 +249,14 @@ class _Phase:
     def total(self) -> int:
         return self.iterations * (1 + self.config.self_training_rounds)
 
-    def run(self, bank: LabeledSliceBank, pseudo: LabeledSliceBank | None, offset: int) -> None:
-        """One round, its steps counted from ``offset`` + 1."""
+    def run(self, bank: LabeledSliceBank, pseudo: LabeledSliceBank | None, offset: int, tail_slices: int = 0) -> None:
+        """One round, its steps counted from ``offset`` + 1; ``tail_slices``: slices predicted after the round (the
+        check of the training volumes), which a time budget keeps time for."""
         config, model, num_classes = self.config, self.model, self.model.config.num_classes
         model.train()
         seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
         pipeline = BatchPipeline(bank, num_classes, seeded, self.plan.device, pseudo)
-        schedule = self._schedule(offset)
+        schedule = self._schedule(offset, tail_slices)
         recent: list[torch.Tensor] = []
         first, step = len(self.result.losses), offset
         going = True
@@ -251,6 +267,10 @@ class _Phase:
             if schedule.plateau is not None and (step - offset) % schedule.plateau.window == 0:
                 self._flush(recent, step)  # the rule looks at the curve at the end of each window
             going = schedule.on_step(step, self.result.losses, first) and not stop
+            if offset == 0 and schedule.planned:  # the rate's schedule follows the re-planned run
+                if self.fit_side_to_budget and step == 1 + SIDE_PROBE_STEPS:
+                    self._fit_side(bank, schedule)
+                self.step_fn.total_steps = schedule.iterations * (1 + config.self_training_rounds)
             if len(recent) == 10 or not going:
                 self._flush(recent, step)
             if self.validation and (step % config.validate_every == 0 or not going):
@@ -267,15 +287,28 @@ class _Phase:
         if stop:
             self.result.stopped = Stopped(step, self.total, stop)
 
-    def _schedule(self, offset: int) -> StepSchedule:
+    def _fit_side(self, bank: LabeledSliceBank, schedule: StepSchedule) -> None:
+        """Smaller patches from now on where too few steps of the present side fit into the budget."""
+        planned, side = schedule.iterations, bank.patch
+        smaller = budget_side(side, planned, self.model.config.divisor)
+        if smaller < side:
+            bank.use_patch(smaller)
+            schedule.restart_pace()
+            self.reporter.log(f"training side {smaller} px instead of {side}: {planned} steps of {side} px fit "
+                              f"into the time budget, fewer than the {MIN_BUDGET_STEPS} a model needs")
+
+    def _schedule(self, offset: int, tail_slices: int) -> StepSchedule:
         """The first round may be shortened by the time budget (later rounds take as many steps), any round by
-        the plateau rule."""
+        the plateau rule. The work after the last step (validation, the check of ``tail_slices`` training slices:
+        forward passes, about a third of a training step per slice each) is counted in training steps."""
         config = self.config
         budget = config.budget_on(self.plan.device.type) if offset == 0 else None
         if budget is not None:
             budget /= 1 + config.self_training_rounds
         plateau = PlateauRule.for_iterations(config.iterations) if config.plateau_stop else None
-        return StepSchedule(offset + self.iterations, budget, plateau, first_step=offset, planned=offset > 0).start()
+        predicted = tail_slices + sum(len(v.image) for v in self.validation)
+        return StepSchedule(offset + self.iterations, budget, plateau, first_step=offset, fixed=offset > 0,
+                            started_at=self.started_at, tail_steps=predicted / (2 * config.batch_size)).start()
 
     def _flush(self, recent: list[torch.Tensor], step: int) -> None:
         if not recent:

@@ -4,7 +4,7 @@ preprocess, train, and write the checkpoint atomically. The CLI, the demo and th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,12 +18,15 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import Volume, check_output_path, read_image, read_label
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreparedVolume, canonical_spacing, preprocess_volume, resolve_preprocessing
+from ..preprocess import PreparedVolume, preprocess_volume, resolve_preprocessing, whole_slice_side
+from ..runtime.budget import clock as budget_clock
 from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
+from ..runtime.precision import plan_execution
 from ..runtime.progress import ProgressReporter
 from ..settings import DEFAULT_CHANNELS, FinetuneConfig, PreprocessConfig
 from ..triage.volumes import structure_volumes_ml
 from .finetune import FinetuneResult, finetune
+from .structure_check import report_structures
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ def run_finetune(
     overwrite: bool = False,
     reporter: ProgressReporter | None = None,
     unlabeled: Sequence[str | os.PathLike] = (),
+    started_at: float | None = None,
 ) -> tuple[Path, FinetuneResult]:
     """Fine-tune on the labeled volumes of ``labeled`` (folder or manifest) and write the checkpoint ``out``.
 
@@ -106,8 +110,17 @@ def run_finetune(
     ``PreprocessConfig()``; an unset spacing becomes the median in-plane spacing of the training volumes. With
     self-training (``config.self_training_rounds``), pseudo-labels are made for the volumes of ``unlabeled``, or
     else for the split's train_unlabeled cases. A stop request (``runtime.stop``) ends training early; the checkpoint
-    then holds the best weights so far (with validation), else the last, and says where it stopped.
+    then holds the best weights so far (with validation), else the last, and says where it stopped. A time budget
+    counts from ``started_at`` (on ``runtime.budget``'s clock; None: this call) to the written checkpoint.
+    Afterwards each structure's Dice on the training volumes is recorded (``"structures"``), and one not learned is
+    named in a warning (``structure_check``).
+
+    The training side (``preprocess.crop_size``, from the data when unset) is what each step sees; the training and
+    validation slices are kept whole (``whole_slice_side``), cut into patches of that side where larger, and the
+    checkpoint says so (``"whole_slices"``), so that prediction covers whole slices too. A side from the data may
+    be made smaller by a time budget (``budget_side``); the checkpoint records the side trained at.
     """
+    started_at = budget_clock() if started_at is None else started_at
     config.check()
     out = check_output_path(out, overwrite, kind="file")
     reporter = reporter or ProgressReporter("finetune", config.total_iterations)
@@ -118,38 +131,47 @@ def run_finetune(
         inherited = init_checkpoint.metadata.get("preprocessing") if init_checkpoint else None
         preprocess = PreprocessConfig.from_json(inherited) if inherited else PreprocessConfig()
     preprocess.check(channels)
+    side_from_data = preprocess.crop_size is None
     train_pairs = read_labeled_cases(dataset, train_cases)
     validation_pairs = read_labeled_cases(dataset, validation_cases)
     labels = label_set_for(dataset, train_pairs)
     model_config = UNetConfig(in_channels=1, num_classes=labels.num_classes, channels=tuple(channels))
-    preprocess = resolve_preprocessing(preprocess, [canonical_spacing(p.image) for p in train_pairs], channels)
-    train = [_prepare(p, preprocess, labels) for p in train_pairs]
-    validation = [_prepare(p, preprocess, labels) for p in validation_pairs]
+    preprocess = resolve_preprocessing(preprocess, [p.image for p in train_pairs], channels)
+    side = whole_slice_side([p.image for p in train_pairs + validation_pairs], preprocess, channels)
+    train = [_prepare(p, preprocess, labels, side) for p in train_pairs]
+    validation = [_prepare(p, preprocess, labels, side) for p in validation_pairs]
     pseudo_pool = _self_training_pool(config, dataset, split, unlabeled, preprocess)
     torch.manual_seed(config.seed)
     model = UNet2D(model_config)
     if init_checkpoint is not None:
         parts = initialise_model(model, init_checkpoint, str(init), labels)
         reporter.log(f"initialised {', '.join(parts)} from {init}")
-    result = finetune(model, train, config, validation, reporter, unlabeled=pseudo_pool)
+    result = finetune(model, train, config, validation, reporter, unlabeled=pseudo_pool, started_at=started_at,
+                      patch=preprocess.crop_size, fit_side_to_budget=side_from_data)
+    preprocess = replace(preprocess, crop_size=result.training_side)
+    plan = plan_execution(config.device, config.precision, config.channels_last)
+    structures = report_structures(model, train, plan, labels, reporter)
     metadata = {
         "stage": "finetune",
         "architecture": model_config.to_json(),
         "labels": labels.to_json(),
         "preprocessing": preprocess.to_json(),
+        "whole_slices": True,
         "config": config.to_json(),
         "data": {"source": _data_source(labeled, out), "train_cases": [c.id for c in train_cases],
                  "validation_cases": [c.id for c in validation_cases],
                  "split": _data_source(split, out) if split else None},
         "result": {"best_step": result.best_step, "final_loss": float(np.mean(result.losses[-10:])),
                    "validation": result.validation, "seconds": round(result.seconds, 2),
+                   "job_seconds": round(budget_clock() - started_at, 2), "ended_early": result.ended_early or None,
                    "self_training_rounds": [{"round": r, "labeled_dice_before": round(before, 4),
                                              "labeled_dice_after": round(after, 4)}
                                             for r, before, after in result.rounds],
                    "rejected_round": result.rejected_round},
         "training_volumes_ml": training_volumes_ml(train_pairs, labels),
+        "structures": [s.to_json() for s in structures],
         "lineage": lineage_after(init_checkpoint, init),
-        "step": result.stopped.step if result.stopped else config.iterations,
+        "step": len(result.losses),
     }
     if result.stopped:
         metadata["stopped"] = result.stopped.to_json()
@@ -205,6 +227,6 @@ def _data_source(labeled, checkpoint: Path) -> str:
     return str(data.relative_to(folder)) if data.is_relative_to(folder) else str(data)
 
 
-def _prepare(pair: LabeledVolume, config: PreprocessConfig, labels: LabelSet) -> PreparedVolume:
-    return preprocess_volume(pair.image, config, pair.label, labels.values)
+def _prepare(pair: LabeledVolume, config: PreprocessConfig, labels: LabelSet, side: int) -> PreparedVolume:
+    return preprocess_volume(pair.image, config, pair.label, labels.values, side)
 

@@ -26,7 +26,7 @@ from ..losses import (global_contrastive_loss, local_contrastive_loss, masked_im
                       supervised_local_contrastive_loss)
 from ..models import UNet2D, global_head, local_head, pixel_head, reconstruction_head, set_trainable
 from ..runtime.budget import PlateauRule, StepSchedule
-from ..runtime.precision import ExecutionPlan
+from ..runtime.precision import ExecutionPlan, make_grad_scaler
 from ..runtime.progress import ProgressReporter
 from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import PartitionSliceBank, TaggedBatch
@@ -162,10 +162,11 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
              trainable: list[nn.Parameter], state: PretrainState | None = None,
              reporter: ProgressReporter | None = None,
              on_checkpoint: Callable[[PretrainState], None] | None = None,
-             context: DistributedContext = DistributedContext()) -> PretrainState:
+             context: DistributedContext = DistributedContext(), started_at: float | None = None) -> PretrainState:
     """Run ``config.iterations`` steps (continuing from ``state``); ``on_checkpoint`` every ``checkpoint_every``
     steps and at the end (on the main rank). ``model`` must already carry its heads (see :func:`attach_heads`). A
-    stop request (``runtime.stop``, on any rank) ends the run after the current step, without ``on_checkpoint``."""
+    stop request (``runtime.stop``, on any rank) ends the run after the current step, without ``on_checkpoint``. A
+    time budget counts from ``started_at`` (the job's start on ``runtime.budget``'s clock; None: now)."""
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=False)
     state = state or PretrainState()
     model.to(plan.device)
@@ -176,7 +177,7 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
         model.encoder.eval()  # frozen: its BatchNorm statistics stay as pre-trained
     optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
     generator = torch.Generator(device=plan.device).manual_seed(config.seed)
-    scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.scale_gradients)
+    scaler = make_grad_scaler(plan)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
     if state.scaler:
@@ -195,7 +196,7 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
     keep_on_stop()
     schedule = StepSchedule(state.planned or config.iterations, config.budget_on(plan.device.type),
                             PlateauRule.for_iterations(config.iterations) if config.plateau_stop else None,
-                            first_step=state.step, planned=state.planned is not None).start()
+                            first_step=state.step, fixed=state.planned is not None, started_at=started_at).start()
     step, going = state.step, state.step < (state.planned or config.iterations)
     while going:
         step += 1

@@ -24,7 +24,7 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import check_output_path, read_image
 from ..models import UNet2D, UNetConfig
-from ..preprocess import canonical_spacing, preprocess_volume, resolve_preprocessing
+from ..preprocess import preprocess_volume, resolve_preprocessing
 from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from ..runtime.precision import plan_execution
 from ..runtime.progress import ProgressReporter
@@ -72,12 +72,14 @@ def run_pretrain(
     reporter: ProgressReporter | None = None,
     context: DistributedContext = DistributedContext(),
     labeled: str | os.PathLike | None = None,
+    started_at: float | None = None,
 ) -> tuple[Path, PretrainState]:
     """Run one pre-training stage and write the checkpoint ``out`` (under torchrun: every rank trains on its shard
     of each global batch, rank 0 writes, every rank resumes). The global and local stages use the volumes of
     ``unlabeled``; the supervised-local stage the labeled volumes of ``labeled`` (with ``split``: its train_labeled
     cases only). ``preprocess`` None: the ``init`` checkpoint's, else the default; an unset spacing becomes the
-    median in-plane spacing of the volumes the stage trains on."""
+    median in-plane spacing of the volumes the stage trains on, an unset crop the side that covers their slices
+    (``preprocess.resolve``). A time budget counts from ``started_at`` (None: this call)."""
     config.check()
     out = check_output_path(out, overwrite, kind="file")
     resume_path = out.with_name(f".{out.name}.resume")
@@ -92,7 +94,6 @@ def run_pretrain(
         if preprocess is None and "preprocessing" in init_checkpoint.metadata:
             preprocess = PreprocessConfig.from_json(init_checkpoint.metadata["preprocessing"])
     preprocess = (preprocess or PreprocessConfig()).check(channels)
-    config.check_model(channels, preprocess.crop_size)
     model_config = UNetConfig(in_channels=1, num_classes=2, channels=tuple(channels))
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=context.is_main)
     plan = plan_execution(local_device(context, config.device), config.precision, config.channels_last)
@@ -106,10 +107,11 @@ def run_pretrain(
             raise ContrastSegError(f"--stage {config.stage} learns from unlabeled volumes; pass --unlabeled DIR")
         cases = unlabeled_cases(unlabeled, split)
         images = [read_image(c.image, channel=c.channel) for c in cases]
-        preprocess = resolve_preprocessing(preprocess, [canonical_spacing(image) for image in images], channels)
+        preprocess = resolve_preprocessing(preprocess, images, channels)
         slices = [preprocess_volume(image, preprocess).image for image in images]
         del images
         bank = PartitionSliceBank(slices, config.partitions, plan.device, names=[str(c.image) for c in cases])
+    config.check_model(channels, preprocess.crop_size)
     torch.manual_seed(config.seed)
     model = UNet2D(model_config)
     if init_checkpoint is not None:
@@ -136,7 +138,8 @@ def run_pretrain(
                         resume_path, overwrite=True)
         reporter.checkpoint(str(resume_path), progress.step)
 
-    state = pretrain(model, bank, config, plan, trainable, state, reporter, save_progress, context)
+    state = pretrain(model, bank, config, plan, trainable, state, reporter, save_progress, context,
+                     started_at=started_at)
     if not context.is_main:
         return out, state
     parts = tuple(metadata["parts"])
@@ -167,7 +170,7 @@ def _labeled_bank(labeled, split, preprocess: PreprocessConfig, channels, device
         raise ContrastSegError(f"{labeled}: no labeled training volumes for the supervised-local stage")
     pairs = read_labeled_cases(dataset, cases)
     labels = label_set_for(dataset, pairs)
-    preprocess = resolve_preprocessing(preprocess, [canonical_spacing(p.image) for p in pairs], channels)
+    preprocess = resolve_preprocessing(preprocess, [p.image for p in pairs], channels)
     prepared = [preprocess_volume(p.image, preprocess, p.label, labels.values) for p in pairs]
     return LabeledSliceBank(prepared, device), cases, labels, preprocess
 

@@ -146,13 +146,13 @@ def phantoms(indices):
 
 def test_a_time_budget_ends_fine_tuning_at_the_planned_step(monkeypatch):
     """A counter clock: one second per reading, i.e. per step (start 0, step k ends at k): pace 1 s; the run keeps
-    TAIL_S and the final check of its training slices (a quarter step each at batch 2) free at the end of 98 % of
+    TAIL_S and the final check of its training slices (a sixth of a step each at batch 2) free at the end of 98 % of
     30 s."""
     ticks = itertools.count()
     monkeypatch.setattr(budget, "_now", lambda: float(next(ticks)))
     config = FinetuneConfig(iterations=500, batch_size=2, time_budget=30)
     train = phantoms([0])
-    tail = len(train[0].image) / (2 * config.batch_size)
+    tail = len(train[0].image) / (3 * config.batch_size)
     result = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), train, config,
                       plan=plan_execution("cpu", "fp32"))
     expected = int(30 * END_SHARE - TAIL_S - tail - 1) + 1  # the first step k with less than a step left after it
@@ -194,3 +194,13 @@ def test_a_budget_too_short_for_the_data_side_trains_in_smaller_patches(monkeypa
     kept = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), train, config,
                     plan=plan_execution("cpu", "fp32"), patch=128)
     assert kept.training_side == 128
+
+
+def test_the_budget_side_gives_a_run_its_minimum_steps_at_the_largest_side_that_allows_it():
+    from ContrastSegLib.training.budget_side import MIN_BUDGET_STEPS, budget_side
+
+    assert MIN_BUDGET_STEPS == 1000
+    assert budget_side(160, 360, 32) == 96  # 160 · √0.36 = 96: steps cost side², so 360 · (160/96)² = 1000
+    assert budget_side(160, 999, 32) == 128  # just short: the next multiple of 32 down
+    assert budget_side(128, 5000, 32) == 128 and budget_side(160, 1000, 32) == 160  # enough steps: unchanged
+    assert budget_side(192, 10, 32) == 64 and budget_side(48, 10, 16) == 48  # never below 64, nor above the side

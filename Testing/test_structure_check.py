@@ -20,7 +20,7 @@ from ContrastSegLib.preprocess import PreparedVolume
 from ContrastSegLib.runtime.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ContrastSegLib.runtime.precision import plan_execution
 from ContrastSegLib.runtime.progress import ProgressReporter
-from ContrastSegLib.training.structure_check import NOT_LEARNED_DICE, check_structures, report_structures
+from ContrastSegLib.training.structure_check import NOT_LEARNED_DICE, StructureFit, check_structures, report_structures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,11 +96,14 @@ def test_the_log_names_each_structure_not_learned(capsys):
     assert 'warning: structure 5 "small" was not learned' in capsys.readouterr().err  # on a terminal
 
 
-def test_a_name_with_control_characters_is_escaped():
+def test_a_name_with_control_characters_is_cleaned_and_escaped():
+    """Names are cleaned where they are read (``LabelSet``); the log line still escapes what it is given."""
     labels = LabelSet.build([0, 1, 5, 7], {1: "big", 5: "sm\x1b[2Jall\n"})
     small = check_structures(Oracle(), oracle_volumes(), FP32, labels)[1]
-    assert small.name == "sm\x1b[2Jall\n"
-    assert 'structure 5 "sm\\x1b[2Jall\\n" was not learned' in small.warning()
+    assert small.name == "sm[2Jall"
+    assert 'structure 5 "sm[2Jall" was not learned' in small.warning()
+    raw = StructureFit(5, "sm\x1b[2Jall\n", 0.2, False)
+    assert 'structure 5 "sm\\x1b[2Jall\\n" was not learned' in raw.warning()
 
 
 # ---- end to end: contrastseg finetune, the checkpoint, contrastseg info ---------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from ContrastSegLib.data.labels import clean_name
+
 from .errors import SceneInputError
 
 
@@ -52,8 +54,9 @@ def classes_of(segmentation_node, ids: Sequence[str]) -> list[SegmentClass]:
 
 
 def classes_from_labels(labels: dict) -> list[SegmentClass]:
-    """Foreground classes of a checkpoint's ``labels`` metadata ({"values", "names", "colors" 0..255})."""
-    return [SegmentClass(int(value), str(name), tuple(c / 255.0 for c in color))
+    """Foreground classes of a checkpoint's ``labels`` metadata ({"values", "names", "colors" 0..255}); names
+    cleaned of control characters."""
+    return [SegmentClass(int(value), clean_name(name), tuple(c / 255.0 for c in color))
             for value, name, color in zip(labels["values"], labels["names"], labels["colors"]) if int(value) != 0]
 
 

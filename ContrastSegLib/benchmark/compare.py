@@ -14,8 +14,6 @@ The left-out volume never enters a stage of its fold: the unsupervised stages re
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import shlex
@@ -28,6 +26,7 @@ from ..data.discovery import Case, discover
 from ..data.pools import unlabeled_cases
 from ..errors import ContrastSegError
 from ..evaluation import structure_metrics
+from ..evaluation.report import csv_text
 from ..inference.predict_job import run_predict
 from ..io import atomic_path, check_output_path, read_image, read_label, write_text
 from ..preprocess import resolve_preprocessing
@@ -147,11 +146,8 @@ def _count_runs(methods: Sequence[str], folds: int) -> int:
 
 
 def _fold_manifest(path: Path, cases: Sequence[Case]) -> Path:
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["image", "label"])
-    writer.writerows([[str(c.image.absolute()), str(c.label.absolute())] for c in cases])
-    write_text(text.getvalue(), path)
+    rows = [{"image": str(c.image.absolute()), "label": str(c.label.absolute())} for c in cases]
+    write_text(csv_text(rows, ["image", "label"]), path)
     return path
 
 
@@ -259,12 +255,8 @@ def _stage_flags(config: PretrainConfig) -> list[str]:
 
 
 def _write_outputs(out: Path, rows: list[dict], result: dict) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["case", "fold", "method", "labeled", "dice_mean"], extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows({**r, "dice_mean": f"{r['dice_mean']:.4f}" if math.isfinite(r["dice_mean"]) else ""}
-                     for r in rows)
-    write_text(text.getvalue(), out / "compare.csv")
+    table = [{**r, "dice_mean": f"{r['dice_mean']:.4f}" if math.isfinite(r["dice_mean"]) else ""} for r in rows]
+    write_text(csv_text(table, ["case", "fold", "method", "labeled", "dice_mean"]), out / "compare.csv")
     write_text(result["report"], out / "report.md")
     write_text(json.dumps({k: v for k, v in result.items() if k not in ("rows", "report")}, indent=2) + "\n",
                out / VERDICT_FILE)

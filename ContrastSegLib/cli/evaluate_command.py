@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.discovery import dataset_label_names
 from ..data.labels import LabelSet
 from ..errors import ContrastSegError
 from ..evaluation import CASE_COLUMNS, SUMMARY_COLUMNS, evaluate_folders, format_table, summarise, write_rows
+from ..evaluation.metrics import index_folder
 from ..io import check_output_path
 from ..runtime.checkpoint import load_checkpoint
 from ..triage import REVIEW_NAME, read_review, spearman
@@ -26,7 +28,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pred", required=True, help="folder of predicted label maps")
     parser.add_argument("--ref", required=True, help="folder of reference label maps (or a Decathlon folder)")
     parser.add_argument("--out", required=True, help="metrics file, .csv or .json; the summary goes beside it")
-    parser.add_argument("--model", help="checkpoint whose label names to use")
+    parser.add_argument("--model", help="checkpoint whose label names to use when the reference folder has no "
+                                        "dataset.json naming them")
     add_overwrite_option(parser)
     parser.set_defaults(run=run)
 
@@ -39,9 +42,14 @@ def run(args: argparse.Namespace) -> int:
     review_source = Path(args.pred) / REVIEW_NAME
     review_path = check_output_path(review_path_for(out), args.overwrite) if review_source.is_file() else None
     labels = label_names(args.model, args.ref)
+    review = read_review(review_source) if review_path else None
+    if review is not None:
+        check_review_cases(review, review_source, index_folder(Path(args.pred), "prediction"))
     rows = evaluate_folders(args.pred, args.ref, labels)
     summary = summarise(rows)
-    review = review_with_dice(read_review(review_source), rows) if review_path else None
+    if review is not None:
+        review = review_with_dice(review, rows)
+        rho = spearman([r["score"] for r in review], [r["dice"] for r in review])
     print(format_table(rows, CASE_COLUMNS, title="per case"))
     print()
     print(format_table(summary, SUMMARY_COLUMNS, title="summary"))
@@ -49,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     write_rows(summary, summary_path, overwrite=args.overwrite)
     print(f"wrote {out} and {summary_path}")
     if review is not None:
-        rho = spearman([r["score"] for r in review], [r["dice"] for r in review])
         write_rows(review, review_path, overwrite=args.overwrite)
         print(f"triage: Spearman's rho of the review score and the true Dice = {rho:.3f} over {len(review)} cases "
               f"(negative: the cases it flags are the bad ones); wrote {review_path}")
@@ -65,13 +72,21 @@ def review_path_for(out: Path) -> Path:
 
 
 def label_names(model: str | None, reference: str) -> dict[int, str] | None:
-    """Structure names from the checkpoint, else from a Decathlon dataset.json, else None (label_<v>)."""
+    """Structure names from the reference folder's dataset.json (that of the folder above when --ref is a
+    Decathlon ``labelsTr``), else from the checkpoint, else None (label_<v>)."""
+    reference = Path(reference)
+    for folder in [reference] + ([reference.parent] if reference.name == "labelsTr" else []):
+        names = dataset_label_names(folder)
+        if names:
+            return {v: n for v, n in names.items() if v != 0}
     if model:
         return LabelSet.from_json(load_checkpoint(model).metadata["labels"], model).foreground
-    dataset_json = Path(reference) / "dataset.json"
-    if dataset_json.is_file():
-        from ..data.discovery import discover
-
-        names = discover(reference).label_names
-        return {v: n for v, n in names.items() if v != 0} if names else None
     return None
+
+
+def check_review_cases(review: list[dict], path: Path, predictions: dict[str, Path]) -> None:
+    """Every row of ``path`` (review.csv) must name a case with a label map in the prediction folder."""
+    for number, row in enumerate(review, start=1):
+        if row["case"] not in predictions:
+            raise ContrastSegError(f"{path}: row {number} names case {row['case']!r}, which has no label map in "
+                                   f"{path.parent}; remove the row, or predict the folder again")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..data.labels import LabelSet
 from ..runtime.checkpoint import load_checkpoint
 from ..training.structure_check import NOT_LEARNED_DICE, not_learned, quoted
 
@@ -32,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
         arch = meta["architecture"]
         lines.append(f"UNet          widths {arch['channels']}, {arch['in_channels']} in, {arch['num_classes']} out")
     if "labels" in meta:
-        labels = meta["labels"]
-        classes = ", ".join(f"{v}={n}" for v, n in zip(labels["values"], labels["names"]))
+        labels = LabelSet.from_json(meta["labels"], args.model)  # names cleaned of control characters
+        classes = ", ".join(f"{v}={n}" for v, n in zip(labels.values, labels.names))
         lines.append(f"classes       {classes}")
     if isinstance(meta.get("structures"), list):
         lines.append(f"structures    {_structures(meta['structures'])}")

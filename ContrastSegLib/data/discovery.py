@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ContrastSegError
+from ..io.dicom_series import is_dicom_folder
 from ..io.read import case_stem, image_suffix
+from ..io.read_checks import check_exists, list_folder
+from .labels import clean_name
 
 LAYOUTS = ("acdc", "msd", "pairs", "manifest")
 LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_gt", "_mask")
@@ -83,8 +86,7 @@ def discover(path: str | os.PathLike, channel: int | None = None, acdc_frames: s
         raise ContrastSegError(f"acdc_frames {acdc_frames!r} is not valid; use one of {', '.join(ACDC_FRAMES)}")
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
         raise ContrastSegError(f"{root}: channel must be a whole number ≥ 0, got {channel!r}; pass e.g. --channel 0")
-    if not root.exists():
-        raise ContrastSegError(f"{root}: no such file or folder; check the dataset path")
+    check_exists(root, "check the dataset path")
     if root.is_file():
         if root.name == "dataset.json":
             return _from_msd(root.parent, channel)
@@ -157,7 +159,11 @@ def _is_junk(entry: Any) -> bool:
 
 
 def _listed_case(entry: Any, listing: Path, where: str, channel: int | None) -> Case:
-    if not isinstance(entry, dict) or not isinstance(entry.get("image"), str) or not entry["image"].strip():
+    if not isinstance(entry, dict):
+        raise ContrastSegError(f"{listing}: {where} is {json.dumps(entry)[:60]}, not an object; each case must be "
+                               "an object with \"image\" and \"label\" paths, e.g. "
+                               "{\"image\": \"a.nii.gz\", \"label\": \"a_seg.nii.gz\"}")
+    if not isinstance(entry.get("image"), str) or not entry["image"].strip():
         raise ContrastSegError(f"{listing}: {where} has no \"image\" path; give every case an image file")
     if entry.get("label") is not None and not isinstance(entry["label"], str):
         raise ContrastSegError(f"{listing}: {where} has a \"label\" that is not a path; give a path or leave it out")
@@ -207,16 +213,35 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         raise ContrastSegError(f"{path}: malformed CSV ({error}); save it as UTF-8 comma-separated text") from None
 
 
+def dataset_label_names(folder: str | os.PathLike) -> dict[int, str] | None:
+    """The label names of ``folder/dataset.json`` (MSD or nnU-Net v2), None without one; no case is listed, so a
+    folder holding only label maps (references) qualifies."""
+    listing = Path(folder) / "dataset.json"
+    if not listing.is_file():
+        return None
+    data = _read_json(listing)
+    return _label_names(data.get("labels"), listing, "labels") if isinstance(data, dict) else None
+
+
 def _label_names(value: Any, source: Path, key: str) -> dict[int, str] | None:
     """``{"0": "background"}`` (MSD) or ``{"background": 0}`` (nnU-Net v2) -> ``{0: "background"}``; background (0)
-    is implied when left out, as in ``{"1": "LV"}``."""
+    is implied when left out, as in ``{"1": "LV"}``. Names are cleaned (``labels.clean_name``); a value given twice
+    (``"1"`` and ``"01"``) is refused."""
     if value is None or value == {}:
         return None
-    items = [(v, k) if type(v) is int else (k, v) for k, v in value.items()] if isinstance(value, dict) else [()]
-    if not all(item and str(item[0]).strip().isdigit() and isinstance(item[1], str) for item in items):
+    items = [(k, v, k) if type(v) is int else (k, k, v) for k, v in value.items()] if isinstance(value, dict) else [()]
+    if not all(item and str(item[1]).strip().isdigit() and isinstance(item[2], str) for item in items):
         raise ContrastSegError(f"{source}: \"{key}\" must map label values to names, e.g. "
                                "{\"0\": \"background\", \"1\": \"tumour\"}; fix the file")
-    return dict(sorted({0: "background", **{int(label): name for label, name in items}}.items()))
+    names, keys = {0: "background"}, {}
+    for where, label, name in items:
+        number = int(label)
+        if number in keys:
+            raise ContrastSegError(f"{source}: \"{key}\" gives label value {number} twice ({json.dumps(keys[number])} "
+                                   f"and {json.dumps(where)}); keep one of them")
+        keys[number] = where
+        names[number] = clean_name(name) or f"label_{number}"
+    return dict(sorted(names.items()))
 
 
 def _label_colors(value: Any, source: Path, key: str) -> dict[int, tuple[int, int, int]] | None:
@@ -231,19 +256,21 @@ def _label_colors(value: Any, source: Path, key: str) -> dict[int, tuple[int, in
 
 
 def _entries(folder: Path) -> list[Path]:
-    """Image files and DICOM series folders directly in ``folder``; hidden and ``._`` junk files skipped."""
-    try:
-        children = sorted(folder.iterdir())
-    except OSError as error:
-        raise ContrastSegError(f"{folder}: cannot list the folder ({error.strerror}); check its permissions") from None
-    return [child for child in children if not child.name.startswith(".")
-            and (image_suffix(child) and child.is_file() or child.is_dir() and _is_dicom_folder(child))]
+    """Image files and DICOM series folders directly in ``folder``; hidden and ``._`` junk files skipped, a link
+    named as an image that points nowhere refused."""
+    children = [child for child in list_folder(folder) if not child.name.startswith(".")]
+    for child in children:
+        if image_suffix(child):
+            check_exists(child)
+    return [child for child in children
+            if image_suffix(child) and child.is_file() or child.is_dir() and _is_dicom_folder(child)]
 
 
 def _is_dicom_folder(folder: Path) -> bool:
+    """A sub-folder of DICOM slices (``io.dicom_series.is_dicom_folder``); one that cannot be listed is not one."""
     try:
-        return any(child.suffix.lower() == ".dcm" and not child.name.startswith(".") for child in folder.iterdir())
-    except OSError:
+        return is_dicom_folder(folder)
+    except ContrastSegError:
         return False
 
 
@@ -318,14 +345,14 @@ def _nnunet_images(folder: Path, channel: int | None) -> dict[str, tuple[Path, i
 def _is_acdc_patient(folder: Path) -> bool:
     if not _ACDC_PATIENT.fullmatch(folder.name) or not folder.is_dir():
         return False
-    return any(_ACDC_FRAME.fullmatch(case_stem(child)) and image_suffix(child) for child in folder.iterdir())
+    return any(_ACDC_FRAME.fullmatch(case_stem(child)) and image_suffix(child) for child in list_folder(folder))
 
 
 def _acdc_patient_folders(root: Path) -> list[Path]:
     if _is_acdc_patient(root):
         return [root]
     parents = [root] + [root / name for name in ("training", "testing") if (root / name).is_dir()]
-    return [child for parent in parents for child in sorted(parent.iterdir()) if _is_acdc_patient(child)]
+    return [child for parent in parents for child in list_folder(parent) if _is_acdc_patient(child)]
 
 
 def _from_acdc(root: Path, patients: list[Path], frames: str, channel: int | None) -> Dataset:

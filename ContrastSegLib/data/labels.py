@@ -14,6 +14,14 @@ DEFAULT_COLORS = ((230, 60, 60), (60, 200, 80), (70, 110, 235), (240, 210, 60), 
                   (245, 140, 40), (150, 90, 220))
 
 
+def clean_name(name: str) -> str:
+    """A label name as it may reach a terminal, a log line or a table: control and other unprintable characters
+    (escape sequences, line breaks, bidirectional overrides) removed — whitespace among them becomes a space —
+    and runs of spaces collapsed. Every name read from a file passes through here."""
+    text = "".join(c if c.isprintable() else " " if c.isspace() else "" for c in str(name))
+    return " ".join(text.split())
+
+
 @dataclass(frozen=True)
 class LabelSet:
     """values[i] is the label value of class i; names and colours (RGB 0..255) likewise; values[0] == 0."""
@@ -30,7 +38,7 @@ class LabelSet:
         colors = colors or {}
         return cls(
             values=tuple(ordered),
-            names=tuple(names.get(v, "background" if v == 0 else f"label_{v}") for v in ordered),
+            names=tuple(clean_name(names.get(v, "")) or ("background" if v == 0 else f"label_{v}") for v in ordered),
             colors=tuple(tuple(colors.get(v, (0, 0, 0) if v == 0 else DEFAULT_COLORS[(i - 1) % len(DEFAULT_COLORS)]))
                          for i, v in enumerate(ordered)),
         )
@@ -50,7 +58,7 @@ class LabelSet:
     @classmethod
     def from_json(cls, data: dict, source: str = "checkpoint") -> "LabelSet":
         try:
-            return cls(tuple(int(v) for v in data["values"]), tuple(str(n) for n in data["names"]),
+            return cls(tuple(int(v) for v in data["values"]), tuple(clean_name(n) for n in data["names"]),
                        tuple(tuple(int(x) for x in c) for c in data["colors"]))
         except (KeyError, TypeError, ValueError) as error:
             raise ContrastSegError(f"{source}: label description is damaged ({error}); train the model again") from None

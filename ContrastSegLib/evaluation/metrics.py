@@ -22,6 +22,7 @@ from monai.metrics import compute_dice, compute_hausdorff_distance
 
 from ..errors import ContrastSegError
 from ..io.read import case_stem, image_suffix, read_label
+from ..io.read_checks import list_folder
 from ..io.volume import Volume
 
 CASE_SUFFIXES = ("_seg", "_pred", "_prediction", "_label", "_gt")
@@ -110,7 +111,7 @@ def match_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> list
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     if (ref_dir / "labelsTr").is_dir():
         ref_dir = ref_dir / "labelsTr"
-    predictions, references = _index_folder(pred_dir, "prediction"), _index_folder(ref_dir, "reference")
+    predictions, references = index_folder(pred_dir, "prediction"), index_folder(ref_dir, "reference")
     common = sorted(set(predictions) & set(references))
     if not common:
         raise ContrastSegError(
@@ -199,11 +200,12 @@ def _add_absent_structures(rows: list[dict]) -> list[dict]:
     return completed
 
 
-def _index_folder(folder: Path, role: str) -> dict[str, Path]:
+def index_folder(folder: Path, role: str) -> dict[str, Path]:
+    """{case id: label file} of the label maps directly in ``folder`` (``role``: "prediction" or "reference")."""
     if not folder.is_dir():
         raise ContrastSegError(f"{folder}: {role} folder does not exist or is not a folder; check the path")
     index: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
+    for path in list_folder(folder):
         if path.name.startswith(".") or not path.is_file() or image_suffix(path) is None:
             continue
         case = case_id(path)

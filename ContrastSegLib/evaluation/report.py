@@ -26,6 +26,7 @@ DEFAULT_COLORS: dict[int, tuple[int, int, int]] = {
     6: (145, 30, 180), 7: (70, 240, 240), 8: (240, 50, 230), 9: (210, 245, 60), 10: (250, 190, 212),
 }
 OVERLAY_ALPHA = 0.45
+FORMULA_STARTS = ("=", "+", "-", "@")  # a cell starting so is a formula to Excel, LibreOffice and Google Sheets
 
 
 def format_table(rows: list[dict], columns: list[str], title: str | None = None) -> str:
@@ -61,15 +62,36 @@ def write_rows(rows: list[dict], path: str | os.PathLike, overwrite: bool = Fals
     check_output_path(path, overwrite, kind="file")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     plain_rows = [{key: _plain_value(value) for key, value in row.items()} for row in rows]
-    handle = io.StringIO(newline="")
     if suffix == ".csv":
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in plain_rows)
-    else:
-        json.dump(plain_rows, handle, indent=2, allow_nan=False)
-        handle.write("\n")
+        return write_text(csv_text(plain_rows, columns), path, overwrite)
+    handle = io.StringIO(newline="")
+    json.dump(plain_rows, handle, indent=2, allow_nan=False)
+    handle.write("\n")
     return write_text(handle.getvalue(), path, overwrite)
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    """``rows`` as CSV text under a header of ``columns`` (keys not among them left out, None or missing as an
+    empty cell), every cell and column name through :func:`csv_cell`. Every CSV file the library writes is made
+    here."""
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow([csv_cell(column) for column in columns])
+    writer.writerows([csv_cell("" if row.get(name) is None else row[name]) for name in columns] for row in rows)
+    return handle.getvalue()
+
+
+def csv_cell(value):
+    """``value`` safe to open in a spreadsheet: text starting with ``= + - @`` that is not a number (a formula such
+    as ``=HYPERLINK(...)``) gets a leading ``'``; numbers, ``-0.5`` included, are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number_text(value):
+        return "'" + value
+    return value
+
+
+def plain_cell(text: str) -> str:
+    """The text :func:`csv_cell` was given (its leading ``'`` removed)."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
 
 
 def read_rows(path: str | os.PathLike, text_columns: set[str], required: set[str], fix: str) -> list[dict]:
@@ -79,21 +101,34 @@ def read_rows(path: str | os.PathLike, text_columns: set[str], required: set[str
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+            rows = [{plain_cell(k): plain_cell(v or "") for k, v in row.items() if k is not None}
+                    for row in csv.DictReader(handle)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise ContrastSegError(f"{path}: not a readable table ({error}); {fix}") from None
     if rows and not required <= set(rows[0]):
         raise ContrastSegError(f"{path}: no {'/'.join(sorted(required))} columns; {fix}")
-    return [{key: value if key in text_columns else _number_cell(key, value) for key, value in row.items()}
-            for row in rows]
+    return [{key: value if key in text_columns else _number_cell(value, key, row, number, path, fix)
+             for key, value in row.items()} for number, row in enumerate(rows, start=1)]
 
 
-def _number_cell(key: str, value: str):
+def _number_cell(value: str, key: str, row: dict, number: int, path: Path, fix: str):
+    """A number cell of a table: a float (NaN when empty; ``rank`` an int); anything else is refused, naming the
+    row (``number``, from 1 after the header) and its case."""
     try:
-        number = float(value) if value not in ("", None) else math.nan
+        parsed = float(value) if value != "" else math.nan
     except ValueError:
-        return value
-    return int(number) if key == "rank" and not math.isnan(number) else number
+        case = f" (case {row['case']!r})" if isinstance(row.get("case"), str) else ""
+        raise ContrastSegError(f"{path}: row {number}{case}, column {key}: {value[:40]!r} is not a number; put a "
+                               f"number there or leave the cell empty, or {fix}") from None
+    return int(parsed) if key == "rank" and not math.isnan(parsed) else parsed
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def pick_overlay_slice(reference_or_prediction: np.ndarray) -> int:

@@ -17,7 +17,9 @@ from typing import Sequence
 from ..data.discovery import discover
 from ..errors import ContrastSegError
 from ..io import atomic_path, check_output_path, image_suffix, read_image, write_image_like, write_volume
-from ..io.output_path import output_kind
+from ..io.dicom_series import is_dicom_folder
+from ..io.read_checks import check_exists
+from ..io.output_path import output_kind, shown_as
 from ..io.output_checks import check_distinct, check_volume_suffix
 from ..io.read import case_stem
 from ..runtime.progress import ProgressReporter
@@ -47,14 +49,14 @@ def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
                 probabilities: bool | str = False, uncertainty: bool | str = False, overwrite: bool = False,
                 device: str = "auto", precision: str = "auto", channel: int | None = None,
                 reporter: ProgressReporter | None = None, channels_last: str = "auto") -> list[Path]:
-    """Predict ``inputs`` (one file or DICOM folder -> ``output`` file when it has an image suffix; otherwise, and for
-    several files or a dataset folder -> ``output`` folder of ``<case>_seg.nii.gz``). ``probabilities``/
+    """Predict ``inputs`` (one file or DICOM folder -> ``output`` file when it has a file suffix, which must be a
+    volume's; otherwise, and for several files or a dataset folder -> ``output`` folder of ``<case>_seg.nii.gz``;
+    errors met while writing it name ``output``, not its hidden staging folder). ``probabilities``/
     ``uncertainty``: True for a name derived from the output, or a path (single input only). Every output path is
     checked before the model is read. A folder output also gets ``review.csv`` (see ``triage.review``). Returns the
     label-map paths written."""
     output = Path(output)
-    single = (len(inputs) == 1 and image_suffix(output) is not None
-              and (Path(inputs[0]).is_file() or _is_dicom_folder(Path(inputs[0]))))
+    single = len(inputs) == 1 and _is_volume(Path(inputs[0])) and bool(image_suffix(output) or output_kind(output))
     if single:
         tasks = [_single_task(Path(inputs[0]), output, channel, probabilities, uncertainty, overwrite)]
     else:
@@ -69,7 +71,7 @@ def run_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
         reporter.update(1)
         reporter.finished(outputs=[str(output)])
         return [output]
-    with atomic_path(output, overwrite, kind="folder") as staging:
+    with atomic_path(output, overwrite, kind="folder") as staging, shown_as(staging, output):
         staging.mkdir()
         reporter.started(device=predictor.plan.describe(), volumes=len(tasks))
         review = []
@@ -150,7 +152,7 @@ def _single_task(image: Path, output: Path, channel, probabilities, uncertainty,
 def _folder_tasks(inputs, folder: Path, channel, probabilities: bool, uncertainty: bool) -> list[PredictionTask]:
     sources: list[tuple[str, Path, int | None]] = []
     for item in map(Path, inputs):
-        if item.is_file() or _is_dicom_folder(item):
+        if _is_volume(item):
             sources.append((case_stem(item), item, channel))
         else:
             sources += [(c.id, c.image, c.channel if channel is None else channel)
@@ -165,5 +167,8 @@ def _folder_tasks(inputs, folder: Path, channel, probabilities: bool, uncertaint
     ) for case_id, image, ch in sources]
 
 
-def _is_dicom_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() == ".dcm" for p in path.iterdir())
+def _is_volume(path: Path) -> bool:
+    """One volume (a file or a folder of DICOM slices) rather than a dataset; a missing path or a link that points
+    nowhere is refused here, a folder that cannot be listed too."""
+    check_exists(path)
+    return path.is_file() or is_dicom_folder(path)

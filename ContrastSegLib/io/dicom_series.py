@@ -16,12 +16,35 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ContrastSegError
-from .read_checks import check_voxel_count, first_line
+from .read_checks import check_voxel_count, first_line, list_folder
 from .volume import format_numbers
 
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines
 POSITION_TOLERANCE = 0.01  # of the slice spacing (and at least 0.01 mm)
+PROBED_FILES = 8  # files whose first bytes are read to recognise DICOM slices named without .dcm
 TAGS = ["SeriesInstanceUID", "ImageOrientationPatient", "ImagePositionPatient", "NumberOfFrames", "Rows", "Columns"]
+
+
+def is_dicom_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds DICOM slices: a ``.dcm`` file, or a file with the ``DICM`` marker at byte 128 among
+    its first few files (slices are often named without a suffix). Hidden files are ignored; a folder that
+    cannot be listed is refused (``read_checks.list_folder``)."""
+    if not folder.is_dir():
+        return False
+    files = [p for p in list_folder(folder) if not p.name.startswith(".")]
+    if any(p.suffix.lower() == ".dcm" for p in files):
+        return True
+    return any(_has_dicom_marker(p) for p in files[:PROBED_FILES])
+
+
+def _has_dicom_marker(path: Path) -> bool:
+    try:
+        if not path.is_file():  # never open a FIFO or device: that can block
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def read_dicom_series(folder: Path) -> sitk.Image:

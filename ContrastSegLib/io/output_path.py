@@ -110,6 +110,16 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False, kind: Kind | N
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def shown_as(staging: Path, path: Path) -> Iterator[None]:
+    """Errors raised in the block name ``path`` (the output the user gave) where they named its hidden staging
+    folder ``staging`` (e.g. a full disk met while writing a file inside a staged output folder)."""
+    try:
+        yield
+    except ContrastSegError as error:
+        raise ContrastSegError(str(error).replace(str(staging), str(path))) from None
+
+
 def staging_prefix(path: Path) -> str:
     return f".{path.name}.partial-"
 

@@ -1,4 +1,5 @@
-"""Checks made before any voxel is read: the path is a readable regular file, and the declared size is bounded.
+"""Checks made before any voxel is read: the path exists (a dangling link named as such), a folder can be listed,
+a file is a readable regular file, and the declared size is bounded.
 
 The limits are process-wide (the command line sets them from ``--max-voxels`` and ``--accept-shear``);
 :func:`reading` changes them for a block of code, e.g. a script reading larger scans.
@@ -71,6 +72,32 @@ def check_regular_file(path: Path, role: str = "image file", header: Path | None
         raise ContrastSegError(f"{where}: is not a regular file (a FIFO, device or folder); point to the {role} "
                                "itself")
     check_readable(path, where)
+
+
+def check_exists(path: Path, fix: str = "check the path") -> None:
+    """Refuse a path that does not exist, naming a symbolic link that points nowhere as such, or that cannot be
+    looked at (a folder on the way that may not be searched)."""
+    try:
+        os.stat(path)
+        return
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as error:
+        raise ContrastSegError(f"{path}: cannot be inspected ({error.strerror or error}); make its folder readable "
+                               "(chmod +rx) or check the path") from None
+    if os.path.islink(path):
+        raise ContrastSegError(f"{path}: the link points nowhere ({os.readlink(path)} does not exist); fix the "
+                               "link or remove it")
+    raise ContrastSegError(f"{path}: no such file or folder; {fix}")
+
+
+def list_folder(folder: Path) -> list[Path]:
+    """The entries of ``folder``, sorted; a folder that cannot be listed (no permission) is refused in one line."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as error:
+        raise ContrastSegError(f"{folder}: cannot list the folder ({error.strerror or error}); make it readable "
+                               "(chmod +rx) or copy it somewhere readable") from None
 
 
 def check_readable(path: Path, where: str | None = None) -> None:

@@ -27,6 +27,7 @@ import torch
 from .. import __version__
 from ..errors import ContrastSegError
 from ..io.output_path import atomic_path, write_errors
+from ..io.read import image_suffix
 from ..io.write_file import write_staged_bytes
 from .checkpoint_checks import check_checkpoint
 from .stop import shielded
@@ -75,6 +76,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise ContrastSegError(f"{path}: checkpoint not found; pass the .pt file written by contrastseg finetune")
+    _check_torch_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -105,6 +107,21 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise ContrastSegError(f"{path}: checkpoint metadata is damaged (not a JSON object); train it again")
     check_checkpoint(path, metadata, model)
     return Checkpoint(model, metadata, payload.get("optimizer"), payload.get("extra", {}))
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse a file that torch.save did not write (a zip archive, or a pickle in the legacy format) before
+    unpickling it: an image or a text file is "not a checkpoint", not a file "holding Python objects"."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        raise ContrastSegError(f"{path}: cannot be opened ({error.strerror}); check the path") from None
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    what = f"an image file ({image_suffix(path)})" if image_suffix(path) else "a file PyTorch did not write"
+    raise ContrastSegError(f"{path}: not a readable checkpoint — it is {what}, not a checkpoint; pass the .pt file "
+                           "written by contrastseg finetune")
 
 
 def lineage_after(checkpoint: Checkpoint | None, path: str | os.PathLike | None) -> list[dict]:

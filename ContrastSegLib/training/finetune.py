@@ -192,6 +192,7 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
     return result
 
 
+FORWARD_SHARE = 3  # a training step (forward + backward + update) costs about this many forward passes
 ROUND_TOLERANCE = 0.005  # a round may lower the labeled volumes' Dice by this much (noise) before it is undone
 
 
@@ -256,7 +257,7 @@ class _Phase:
         model.train()
         seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
         pipeline = BatchPipeline(bank, num_classes, seeded, self.plan.device, pseudo)
-        schedule = self._schedule(offset, tail_slices)
+        schedule = self._schedule(offset, tail_slices, bank)
         recent: list[torch.Tensor] = []
         first, step = len(self.result.losses), offset
         going = True
@@ -294,21 +295,24 @@ class _Phase:
         if smaller < side:
             bank.use_patch(smaller)
             schedule.restart_pace()
+            schedule.tail_steps *= (side / smaller) ** 2  # the same whole slices, in steps that now cost less
             self.reporter.log(f"training side {smaller} px instead of {side}: {planned} steps of {side} px fit "
                               f"into the time budget, fewer than the {MIN_BUDGET_STEPS} a model needs")
 
-    def _schedule(self, offset: int, tail_slices: int) -> StepSchedule:
+    def _schedule(self, offset: int, tail_slices: int, bank: LabeledSliceBank) -> StepSchedule:
         """The first round may be shortened by the time budget (later rounds take as many steps), any round by
         the plateau rule. The work after the last step (validation, the check of ``tail_slices`` training slices:
-        forward passes, about a third of a training step per slice each) is counted in training steps."""
+        forward passes of whole slices, each about a third of a training image's cost, by the area of a whole slice
+        over the patch's) is counted in training steps."""
         config = self.config
         budget = config.budget_on(self.plan.device.type) if offset == 0 else None
         if budget is not None:
             budget /= 1 + config.self_training_rounds
         plateau = PlateauRule.for_iterations(config.iterations) if config.plateau_stop else None
         predicted = tail_slices + sum(len(v.image) for v in self.validation)
+        tail_steps = predicted * (bank.side / bank.patch) ** 2 / (FORWARD_SHARE * config.batch_size)
         return StepSchedule(offset + self.iterations, budget, plateau, first_step=offset, fixed=offset > 0,
-                            started_at=self.started_at, tail_steps=predicted / (2 * config.batch_size)).start()
+                            started_at=self.started_at, tail_steps=tail_steps).start()
 
     def _flush(self, recent: list[torch.Tensor], step: int) -> None:
         if not recent:

@@ -158,6 +158,9 @@ class ScheduleConfig(Config):
     budget_devices: str = option(BudgetDevices.ALL.value, "--time-budget-on", one_of(BudgetDevices),
                                  "where --time-budget applies: all devices, or cpu only (a GPU then runs the "
                                  "iterations in full)")
+    budget_batch: bool = option(True, "--budget-batch", SWITCH,
+                                "under --time-budget, lower the batch (down to 4) when fewer than 1500 steps would "
+                                "fit: the number of steps, not of images, sets how soon the structures are learned")
     plateau_stop: bool = option(False, "--plateau-stop", SWITCH,
                                 "stop when the training loss has stopped falling (3 windows of a twentieth of "
                                 "the run, each without a 1 % drop below the best before)")

@@ -32,9 +32,11 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def run_subprocess(*argv) -> subprocess.CompletedProcess:
-    """``python -m ContrastSegLib ARGV`` as its own process, on the CPU, stdout and stderr captured (not TTYs)."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+def run_subprocess(*argv, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m ContrastSegLib ARGV`` as its own process, on the CPU, stdout and stderr captured (not TTYs);
+    ``env`` adds to (or overrides) this process's environment."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "ContrastSegLib", *map(str, argv)], capture_output=True,
                           text=True, env=env, timeout=300)
 

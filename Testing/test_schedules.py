@@ -2,6 +2,7 @@
 ending real training runs early (no timing: the budget's clock is replaced by a counter)."""
 
 import io
+from dataclasses import replace
 import itertools
 
 import numpy as np
@@ -18,7 +19,7 @@ from ContrastSegLib.runtime.budget import (END_SHARE, PACE_WINDOW, TAIL_S, Plate
 from ContrastSegLib.runtime.precision import plan_execution
 from ContrastSegLib.runtime.progress import ProgressReporter
 from ContrastSegLib.settings import FinetuneConfig, PreprocessConfig
-from ContrastSegLib.training.budget_side import MIN_BUDGET_SIDE
+from ContrastSegLib.training.budget_batch import MIN_BUDGET_BATCH, MIN_BUDGET_STEPS, budget_batch
 from ContrastSegLib.training.finetune import finetune
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -177,30 +178,25 @@ def test_a_budget_for_the_cpu_only_leaves_a_gpu_run_its_iterations():
     assert FinetuneConfig(time_budget=600).budget_on("cuda") == 600
 
 
-def test_a_budget_too_short_for_the_data_side_trains_in_smaller_patches(monkeypatch):
-    """One second a step and 30 s: about 25 steps of the 128-px side fit, far fewer than MIN_BUDGET_STEPS, so after
-    the probe the run goes on in patches of the smallest budget side, and says so; a side asked for is kept."""
+def test_a_budget_too_short_for_the_batch_trains_in_smaller_batches(monkeypatch):
+    """One second a step and 30 s: about 25 steps of batch 8 fit, far fewer than MIN_BUDGET_STEPS, so after the
+    probe the run goes on at the smallest budget batch, and says so; --no-budget-batch keeps the batch."""
     ticks = itertools.count()
     monkeypatch.setattr(budget, "_now", lambda: float(next(ticks)))
-    preprocess = PreprocessConfig(target_spacing=1.0, crop_size=128)
-    train = [preprocess_volume(*make_phantom(0)[:1], preprocess, make_phantom(0)[1], (0, 1, 2, 3))]
-    config = FinetuneConfig(iterations=500, batch_size=2, time_budget=30)
+    config = FinetuneConfig(iterations=500, batch_size=8, time_budget=30)
     stream = io.StringIO()
     reporter = ProgressReporter("finetune", 500, stream=stream, json_lines=True)
-    result = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), train, config, reporter=reporter,
-                      plan=plan_execution("cpu", "fp32"), patch=128, fit_side_to_budget=True)
-    assert result.training_side == MIN_BUDGET_SIDE == 64
-    assert any("training side 64 px instead of 128" in line for line in stream.getvalue().splitlines())
-    kept = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), train, config,
-                    plan=plan_execution("cpu", "fp32"), patch=128)
-    assert kept.training_side == 128
+    result = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), phantoms([0]), config,
+                      reporter=reporter, plan=plan_execution("cpu", "fp32"))
+    assert result.batch_size == MIN_BUDGET_BATCH == 4
+    assert any("batch 4 instead of 8" in line for line in stream.getvalue().splitlines())
+    kept = finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8, 16))), phantoms([0]),
+                    replace(config, budget_batch=False), plan=plan_execution("cpu", "fp32"))
+    assert kept.batch_size == 8
 
 
-def test_the_budget_side_gives_a_run_its_minimum_steps_at_the_largest_side_that_allows_it():
-    from ContrastSegLib.training.budget_side import MIN_BUDGET_STEPS, budget_side
-
-    assert MIN_BUDGET_STEPS == 1000
-    assert budget_side(160, 360, 32) == 96  # 160 · √0.36 = 96: steps cost side², so 360 · (160/96)² = 1000
-    assert budget_side(160, 999, 32) == 128  # just short: the next multiple of 32 down
-    assert budget_side(128, 5000, 32) == 128 and budget_side(160, 1000, 32) == 160  # enough steps: unchanged
-    assert budget_side(192, 10, 32) == 64 and budget_side(48, 10, 16) == 48  # never below 64, nor above the side
+def test_the_budget_batch_gives_a_run_its_minimum_steps():
+    assert MIN_BUDGET_STEPS == 1500
+    assert budget_batch(16, 1500) == 16 and budget_batch(16, 5000) == 16  # enough steps: unchanged
+    assert budget_batch(16, 1000) == 10  # 16 · 1000/1500: the steps fit at batch 10
+    assert budget_batch(16, 180) == 4 and budget_batch(2, 10) == 2  # never below 4, never above the batch asked

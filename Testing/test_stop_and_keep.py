@@ -8,10 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
-from cli_helpers import FAST_PREDICT, events, named, run_cli
+from cli_helpers import FAST_PREDICT, events, named, run_cli, run_subprocess
 
 from ContrastSegLib.data.phantom import write_phantom_dataset
 from ContrastSegLib.runtime import checkpoint as checkpoint_module
@@ -96,6 +97,31 @@ def test_pretrain_sigint_keeps_the_weights_and_removes_the_resume_file(phantoms,
     assert code == 0, err
     tuned = load_checkpoint(tmp_path / "m.pt").metadata
     assert tuned["lineage"][0]["stage"] == "pretrain-global" and "stopped" not in tuned
+
+
+STAGES = {"finetune": ["finetune", "--labeled", "{data}", "--batch-size", "2"],
+          "pretrain": ["pretrain", "--unlabeled", "{data}", "--stage", "global", "--partitions", "2",
+                       "--volumes-per-batch", "2"]}
+
+
+@pytest.mark.parametrize("command", sorted(STAGES))
+def test_a_stop_file_older_than_the_run_is_removed_not_obeyed(command, phantoms, tmp_path):
+    """A stop file left by an earlier run would end every later run after its first step (and ``--overwrite``
+    would replace a trained model by a one-step one): it is removed, with a line naming it, and the run trains
+    to its end."""
+    out, stop_file = tmp_path / "model.pt", tmp_path / "stop-requested"
+    stop_file.touch()
+    os.utime(stop_file, (time.time() - 60, time.time() - 60))  # left by a run a minute ago
+    argv = [word.replace("{data}", str(phantoms)) for word in STAGES[command]]
+    done = run_subprocess(*argv, "--out", out, "--crop-size", "32", "--channels", "8,16", "--iterations", "3",
+                          "--device", "cpu", "--precision", "fp32", env={STOP_FILE_VARIABLE: str(stop_file)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    metadata = load_checkpoint(out).metadata
+    assert metadata["step"] == 3 and "stopped" not in metadata
+    assert not named(events(done.stdout), "stopped") and not stop_file.exists()
+    assert [line for line in done.stderr.splitlines() if str(stop_file) in line] == [
+        f"contrastseg: warning: removed the stop file {stop_file}: it was there before this run started (left by "
+        "an earlier run), so it does not stop this one"]
 
 
 def test_signals_before_training_interrupt_and_after_it_ask_to_stop():

@@ -14,11 +14,12 @@ import sys
 import warnings
 from typing import Sequence
 
+from ..runtime.stop import stop_on_signals  # first: where /proc is missing, its import time is the process start
+
 from .. import __version__
 from ..errors import ContrastSegError
 from ..io import reading
 from ..settings import ReadConfig, config_from_args
-from ..runtime.stop import stop_on_signals
 from . import (benchmark_command, compare_command, data_commands, demo_command, evaluate_command, finetune_command,
                info_command, predict_command, pretrain_command, suggest_command)
 from .common import OneLineParser

@@ -5,8 +5,9 @@ The CLI runs every command inside :func:`stop_on_signals`. Until a loop calls :f
 interrupts as ``KeyboardInterrupt`` (nothing is worth keeping yet). After it, the first signal only sets the request
 that :func:`stop_requested` returns and the loop polls each step; a further signal interrupts, except inside
 :func:`shielded` (a checkpoint being written), which it cannot break. Where no signal reaches the process (a GUI's
-child without a console on Windows), the file named by ``$CONTRASTSEG_STOP_FILE`` appearing asks the same. Standard
-library only.
+child without a console on Windows), the file named by ``$CONTRASTSEG_STOP_FILE`` appearing asks the same; one that
+was there before the process started is stale (an earlier run's request) and is removed, with a line on stderr, when
+the loop starts. Standard library only.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Iterator
+
+from ..errors import ContrastSegError
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name))
 STOP_FILE_VARIABLE = "CONTRASTSEG_STOP_FILE"
 STOP_FILE = "stop file"  # what asked to stop, when the stop file did
+STALE_MARGIN_S = 0.1  # a stop file this close to the process start counts as meant for it (clock granularity)
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,45 @@ def stop_on_signals() -> Iterator[None]:
 
 
 def keep_on_stop() -> None:
-    """Called by a training loop as it starts: from now on a signal asks it to stop and keep its weights."""
+    """Called by a training loop as it starts: from now on a signal asks it to stop and keep its weights. A stale
+    stop file goes first (:func:`remove_stale_stop_file`)."""
+    remove_stale_stop_file()
     _state.keeping = True
+
+
+def remove_stale_stop_file() -> None:
+    """Remove the stop file if it is older than this process: an earlier run's request, which would otherwise end
+    this run, and every later one, after its first step. A file that appears after the start is honoured, even
+    before training has started (the Slicer module removes it before each launch, and a click on Stop may come
+    while the process is still reading its data)."""
+    path = os.environ.get(STOP_FILE_VARIABLE)
+    try:
+        if not path or os.stat(path).st_mtime >= process_started() - STALE_MARGIN_S:
+            return
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ContrastSegError(f"{path}: a stop file left by an earlier run, which would stop this one, cannot be "
+                               f"removed ({error.strerror}); delete it, or set ${STOP_FILE_VARIABLE} to another path")
+    print(f"contrastseg: warning: removed the stop file {path}: it was there before this run started (left by an "
+          "earlier run), so it does not stop this one", file=sys.stderr, flush=True)
+
+
+def process_started() -> float:
+    """When this process started (seconds since the epoch): from ``/proc`` where there is one, else when this module
+    was imported (the command line imports it before anything heavy)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            up_s = float(uptime.read().split()[0])
+        age = up_s - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED_AT
+    return time.time() - age if age >= 0 else _IMPORTED_AT
+
+
+_IMPORTED_AT = time.time()
 
 
 def end_if_stopped() -> None:

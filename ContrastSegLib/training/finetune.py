@@ -27,7 +27,7 @@ from ..runtime.progress import ProgressReporter
 from ..runtime.stop import Stopped, keep_on_stop, stop_requested
 from ..sampling import LabeledSliceBank
 from ..settings import FinetuneConfig, LrSchedule
-from .budget_side import MIN_BUDGET_STEPS, SIDE_PROBE_STEPS, budget_side
+from .budget_batch import BATCH_PROBE_STEPS, MIN_BUDGET_STEPS, budget_batch
 from .loss_guard import check_finite_losses
 from .lr_schedules import LR_FACTORS
 from .mixup import mixup
@@ -39,8 +39,8 @@ class FinetuneResult:
     """losses: one per step; validation: (step, mean foreground Dice); best_step: step of the kept weights;
     stopped: set when a stop request ended the run early; rounds: (round, labeled volumes' Dice before, after) of
     each self-training round; rejected_round: the round undone because it lowered that Dice; ended_early: why
-    fewer steps than the iterations ran (time budget, plateau), or empty; training_side: the side of the training
-    slices at the end (a budget may have made it smaller, ``budget_side``)."""
+    fewer steps than the iterations ran (time budget, plateau), or empty; training_side, batch_size: the side of the
+    training slices and the batch at the end (a budget may have made the batch smaller, ``budget_batch``)."""
 
     losses: list[float] = field(default_factory=list)
     validation: list[tuple[int, float]] = field(default_factory=list)
@@ -51,6 +51,7 @@ class FinetuneResult:
     rejected_round: int | None = None
     ended_early: str = ""
     training_side: int | None = None
+    batch_size: int | None = None
 
 
 class TrainingStep:
@@ -101,14 +102,23 @@ class BatchPipeline:
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.spatial, self.intensity = SpatialAugmentation.of(config), IntensityAugmentation.of(config)
-        self.labeled_per_batch = (config.batch_size if pseudo is None else
-                                  labeled_share_of(config.batch_size, config.labeled_share))
+        self.batch_size = self.labeled_per_batch = 0
+        self.resize(config.batch_size, bank.patch)
+
+    def resize(self, batch_size: int, patch: int) -> None:
+        """Batches of ``batch_size`` windows of ``patch`` px from now on."""
+        self.batch_size = batch_size
+        self.labeled_per_batch = (batch_size if self.pseudo is None else
+                                  labeled_share_of(batch_size, self.config.labeled_share))
+        for bank in (self.bank, self.pseudo):
+            if bank is not None:
+                bank.use_patch(patch)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 1, P, P), targets (B, C, P, P) class probabilities."""
         images, labels = self.bank.sample(self.labeled_per_batch, self.generator)
-        if self.pseudo is not None and self.labeled_per_batch < self.config.batch_size:
-            more_images, more_labels = self.pseudo.sample(self.config.batch_size - self.labeled_per_batch,
+        if self.pseudo is not None and self.labeled_per_batch < self.batch_size:
+            more_images, more_labels = self.pseudo.sample(self.batch_size - self.labeled_per_batch,
                                                           self.generator)
             images, labels = torch.cat([images, more_images]), torch.cat([labels, more_labels])
         targets = one_hot_targets(labels, self.num_classes)
@@ -123,16 +133,15 @@ class BatchPipeline:
 def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: FinetuneConfig,
              validation: Sequence[PreparedVolume] = (), reporter: ProgressReporter | None = None,
              plan: ExecutionPlan | None = None, unlabeled: Sequence[PreparedVolume] = (),
-             started_at: float | None = None, patch: int | None = None,
-             fit_side_to_budget: bool = False) -> FinetuneResult:
+             started_at: float | None = None, patch: int | None = None) -> FinetuneResult:
     """Train ``model`` (in place) on the labeled slices of ``train``; with ``config.self_training_rounds`` > 0,
     each further round pseudo-labels ``unlabeled`` with the current model and trains again for
     ``config.iterations`` steps on batches mixing both (one optimiser throughout). A round that lowers the Dice on
     the labeled volumes by more than ``ROUND_TOLERANCE`` is undone, and self-training ends there. A stop request
     (``runtime.stop``) ends the run, all rounds, after the current step. A time budget counts from ``started_at``
     (the job's start on ``runtime.budget``'s clock; None: now). ``patch``: the training side, where the slices of
-    ``train`` are larger (None: whole slices); ``fit_side_to_budget``: a time budget may make it smaller
-    (``budget_side``). Returns the loss curve and validation."""
+    ``train`` are larger (None: whole slices). With ``config.budget_batch`` a time budget may make the batch
+    smaller (``budget_batch``). Returns the loss curve and validation."""
     config.check()
     plan = plan or plan_execution(config.device, config.precision, config.channels_last)
     rounds = config.self_training_rounds
@@ -156,10 +165,9 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
     result, start = FinetuneResult(), time.perf_counter()
     step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight, config.lr_schedule, total)
     keep_on_stop()
-    phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn, started_at,
-                   fit_side_to_budget)
+    phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn, started_at)
     phase.run(labeled_bank, None, 0, tail_slices=labeled_bank.num_slices)
-    result.training_side = labeled_bank.patch
+    result.training_side, result.batch_size = labeled_bank.patch, phase.batch_size
     step_fn.total_steps = phase.total
     for round_number in range(1, rounds + 1):
         if result.stopped:
@@ -237,13 +245,13 @@ class _Phase:
 
     def __init__(self, model: nn.Module, config: FinetuneConfig, plan: ExecutionPlan,
                  validation: Sequence[PreparedVolume], reporter: ProgressReporter, result: FinetuneResult,
-                 tracker: _BestWeights, step_fn: TrainingStep, started_at: float | None = None,
-                 fit_side_to_budget: bool = False):
+                 tracker: _BestWeights, step_fn: TrainingStep, started_at: float | None = None):
         self.model, self.config, self.plan, self.validation = model, config, plan, validation
-        self.started_at, self.fit_side_to_budget = started_at, fit_side_to_budget
+        self.started_at = started_at
         self.reporter, self.result, self.tracker, self.step_fn = reporter, result, tracker, step_fn
         self.labeled_share = labeled_share_of(config.batch_size, config.labeled_share) / config.batch_size
         self.iterations = config.iterations  # per round; a time budget sets it in the first round
+        self.batch_size = config.batch_size  # a time budget may lower it in the first round (``budget_shape``)
         self.last_round_steps = 0
 
     @property
@@ -255,7 +263,7 @@ class _Phase:
         check of the training volumes), which a time budget keeps time for."""
         config, model, num_classes = self.config, self.model, self.model.config.num_classes
         model.train()
-        seeded = replace(config, seed=config.seed + offset)  # another round draws other batches
+        seeded = replace(config, seed=config.seed + offset, batch_size=self.batch_size)  # other batches
         pipeline = BatchPipeline(bank, num_classes, seeded, self.plan.device, pseudo)
         schedule = self._schedule(offset, tail_slices, bank)
         recent: list[torch.Tensor] = []
@@ -269,8 +277,8 @@ class _Phase:
                 self._flush(recent, step)  # the rule looks at the curve at the end of each window
             going = schedule.on_step(step, self.result.losses, first) and not stop
             if offset == 0 and schedule.planned:  # the rate's schedule follows the re-planned run
-                if self.fit_side_to_budget and step == 1 + SIDE_PROBE_STEPS:
-                    self._fit_side(bank, schedule)
+                if config.budget_batch and step == 1 + BATCH_PROBE_STEPS:
+                    self._fit_batch(pipeline, schedule)
                 self.step_fn.total_steps = schedule.iterations * (1 + config.self_training_rounds)
             if len(recent) == 10 or not going:
                 self._flush(recent, step)
@@ -288,16 +296,18 @@ class _Phase:
         if stop:
             self.result.stopped = Stopped(step, self.total, stop)
 
-    def _fit_side(self, bank: LabeledSliceBank, schedule: StepSchedule) -> None:
-        """Smaller patches from now on where too few steps of the present side fit into the budget."""
-        planned, side = schedule.iterations, bank.patch
-        smaller = budget_side(side, planned, self.model.config.divisor)
-        if smaller < side:
-            bank.use_patch(smaller)
-            schedule.restart_pace()
-            schedule.tail_steps *= (side / smaller) ** 2  # the same whole slices, in steps that now cost less
-            self.reporter.log(f"training side {smaller} px instead of {side}: {planned} steps of {side} px fit "
-                              f"into the time budget, fewer than the {MIN_BUDGET_STEPS} a model needs")
+    def _fit_batch(self, pipeline: "BatchPipeline", schedule: StepSchedule) -> None:
+        """A smaller batch from now on where too few steps fit into the budget (``budget_batch``)."""
+        planned, batch = schedule.iterations, pipeline.batch_size
+        smaller = budget_batch(batch, planned)
+        if smaller == batch:
+            return
+        pipeline.resize(smaller, pipeline.bank.patch)
+        self.batch_size = smaller
+        schedule.restart_pace()
+        schedule.tail_steps *= batch / smaller  # the same tail, in cheaper steps
+        self.reporter.log(f"batch {smaller} instead of {batch}: {planned} steps fit into the time budget, fewer "
+                          f"than the {MIN_BUDGET_STEPS} a model needs")
 
     def _schedule(self, offset: int, tail_slices: int, bank: LabeledSliceBank) -> StepSchedule:
         """The first round may be shortened by the time budget (later rounds take as many steps), any round by

@@ -118,7 +118,8 @@ def run_finetune(
     The training side (``preprocess.crop_size``, from the data when unset) is what each step sees; the training and
     validation slices are kept whole (``whole_slice_side``), cut into patches of that side where larger, and the
     checkpoint says so (``"whole_slices"``), so that prediction covers whole slices too. A side from the data may
-    be made smaller by a time budget (``budget_side``); the checkpoint records the side trained at.
+    A time budget too short for ``MIN_BUDGET_STEPS`` steps lowers the batch (``config.budget_batch``,
+    ``training.budget_batch``); the checkpoint records the batch trained with.
     """
     started_at = budget_clock() if started_at is None else started_at
     config.check()
@@ -131,7 +132,6 @@ def run_finetune(
         inherited = init_checkpoint.metadata.get("preprocessing") if init_checkpoint else None
         preprocess = PreprocessConfig.from_json(inherited) if inherited else PreprocessConfig()
     preprocess.check(channels)
-    side_from_data = preprocess.crop_size is None
     train_pairs = read_labeled_cases(dataset, train_cases)
     validation_pairs = read_labeled_cases(dataset, validation_cases)
     labels = label_set_for(dataset, train_pairs)
@@ -147,7 +147,7 @@ def run_finetune(
         parts = initialise_model(model, init_checkpoint, str(init), labels)
         reporter.log(f"initialised {', '.join(parts)} from {init}")
     result = finetune(model, train, config, validation, reporter, unlabeled=pseudo_pool, started_at=started_at,
-                      patch=preprocess.crop_size, fit_side_to_budget=side_from_data)
+                      patch=preprocess.crop_size)
     preprocess = replace(preprocess, crop_size=result.training_side)
     plan = plan_execution(config.device, config.precision, config.channels_last)
     structures = report_structures(model, train, plan, labels, reporter)
@@ -167,7 +167,8 @@ def run_finetune(
                    "self_training_rounds": [{"round": r, "labeled_dice_before": round(before, 4),
                                              "labeled_dice_after": round(after, 4)}
                                             for r, before, after in result.rounds],
-                   "rejected_round": result.rejected_round},
+                   "rejected_round": result.rejected_round, "batch_size": result.batch_size,
+                   "training_side": result.training_side},
         "training_volumes_ml": training_volumes_ml(train_pairs, labels),
         "structures": [s.to_json() for s in structures],
         "lineage": lineage_after(init_checkpoint, init),

@@ -64,6 +64,7 @@ def _grid(image: sitk.Image) -> tuple:
     ("split", ["--data", "--out", "--labeled", "--validation", "--test"]),
     ("finetune", ["--labeled", "--out", "--split", "--init", "--iterations", "--channels", "--crop-size",
                   "--spacing", "--device", "--overwrite"]),
+    ("pretrain", ["--unlabeled", "--out", "--init", "--stage", "--overwrite", "--continue"]),
     ("predict", ["--model", "--input", "--output", "--probabilities", "--uncertainty", "--channel", "--overwrite"]),
     ("evaluate", ["--pred", "--ref", "--out", "--model"]),
     ("info", ["--model", "--json"]),

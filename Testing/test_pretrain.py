@@ -116,6 +116,50 @@ def test_killed_run_resumes_to_the_same_result(phantoms, tmp_path):
     assert not resume_file.exists()
 
 
+def test_a_run_stopped_by_ctrl_c_continues_to_the_same_result(phantoms, tmp_path, capsys):
+    """Ctrl-C keeps the weights reached; the same command with ``--continue`` goes on to the planned end, with
+    exactly the weights of an uninterrupted run. Nothing else is continued: a finished run, a missing output, or a
+    stopped run of other settings each get one error line."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    straight, stopped = tmp_path / "straight.pt", tmp_path / "stopped.pt"
+    subprocess.run(pretrain_command(phantoms, straight), check=True, capture_output=True, env=env, timeout=300)
+    process = subprocess.Popen(pretrain_command(phantoms, stopped), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, env=env, text=True)
+    for line in process.stdout:  # Ctrl-C after the second saved progress, mid-run
+        if '"checkpoint"' in line and '"step": 10' in line:
+            process.send_signal(signal.SIGINT)
+            break
+    process.communicate(timeout=120)
+    assert process.returncode == 0
+    step = load_checkpoint(stopped).metadata["stopped"]["step"]
+    assert 10 <= step < 30 and sorted(p.name for p in tmp_path.iterdir()) == ["stopped.pt", "straight.pt"]
+
+    def refused(out, *extra) -> str:
+        capsys.readouterr()
+        assert main([str(word) for word in pretrain_command(phantoms, out)[3:]] + list(extra)) == 1
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("contrastseg: error: "), lines
+        return lines[0]
+    capsys.readouterr()
+    assert main(["info", "--model", str(stopped)]) == 0 and "with --continue goes on" in capsys.readouterr().out
+    before = stopped.read_bytes()
+    assert "pass --continue" in refused(stopped)  # the same command alone: the output exists
+    assert "other settings or data" in refused(stopped, "--continue", "--lr", "0.5")
+    assert "finished run" in refused(straight, "--continue") and "does not exist" in refused(tmp_path / "no.pt",
+                                                                                               "--continue")
+    assert stopped.read_bytes() == before
+    continued = subprocess.run(pretrain_command(phantoms, stopped) + ["--continue"], capture_output=True, env=env,
+                               text=True, timeout=300)
+    assert continued.returncode == 0, continued.stderr
+    assert f"continuing from step {step}" in continued.stdout
+    first, second = load_checkpoint(straight), load_checkpoint(stopped)
+    assert second.metadata["step"] == 30 and "stopped" not in second.metadata
+    assert first.model.keys() == second.model.keys()
+    for key in first.model:
+        assert torch.equal(first.model[key], second.model[key]), key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.pt", "straight.pt"]
+
+
 def test_two_ddp_processes_match_one(tmp_path):
     sys.path.insert(0, str(TESTING))
     try:

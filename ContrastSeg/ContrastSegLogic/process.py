@@ -64,7 +64,9 @@ class SubprocessHandle:
         return self.process.poll()
 
     def wait(self, timeout: float | None = None) -> int:
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        self._remove_stop_file()
+        return code
 
     def interrupt(self) -> None:
         if self.process.poll() is None and self.stop_file is not None:
@@ -72,6 +74,7 @@ class SubprocessHandle:
 
     def kill_tree(self) -> None:
         if self.process.poll() is not None:
+            self._remove_stop_file()
             return
         if os.name == "nt":
             subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.process.pid)], capture_output=True, check=False)
@@ -81,7 +84,12 @@ class SubprocessHandle:
                 self.process.wait(KILL_GRACE_S)
             except subprocess.TimeoutExpired:
                 _signal_group(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        self.wait()
+
+    def _remove_stop_file(self) -> None:
+        """The process has ended: its stop file (if a stop was asked) is of no more use in the job's folder."""
+        if self.stop_file is not None:
+            self.stop_file.unlink(missing_ok=True)
 
 
 class SubprocessLauncher:

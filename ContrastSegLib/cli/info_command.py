@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if "stopped" in meta:
         stopped = meta["stopped"]
         lines.append(f"stopped       early by {stopped.get('signal')} at step {stopped.get('step')} of "
-                     f"{stopped.get('planned')} (the weights reached then)")
+                     f"{stopped.get('planned')} (the weights reached then" +
+                     ("; the same pretrain command with --continue goes on)" if "resume" in meta else ")"))
     if "config" in meta:
         lines.append("training      " + ", ".join(f"{k}={v}" for k, v in meta["config"].items()))
     data = meta.get("data") or {}

@@ -21,8 +21,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "encoder (--stage local, head g2, needs --init global.pt), encoder + decoder on the labels "
                     "(--stage supervised-local) or encoder + decoder by reconstructing hidden patches (--stage "
                     "masked, head gm; alone or before --stage global/local). Progress is saved regularly; "
-                    "running the same command again after an interruption resumes it. SIGINT or SIGTERM stops "
-                    "the stage after the current step and writes the weights reached.")
+                    "running the same command again after an interruption resumes it. SIGINT (Ctrl-C) or SIGTERM "
+                    "stops the stage after the current step and writes the weights reached; the same command with "
+                    "--continue then goes on to the planned end.")
     parser.add_argument("--unlabeled", nargs="+", default=[],
                         help="dataset folder(s) or manifest(s) for the global, local and masked stages; labels are "
                              "ignored")
@@ -36,6 +37,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_preprocessing_options(parser)
     add_execution_options(parser)
     add_overwrite_option(parser)
+    parser.add_argument("--continue", dest="continue_stopped", action="store_true",
+                        help="go on from --out, written by this command when a stop (Ctrl-C, SIGTERM, the stop file) "
+                             "ended it early, to the planned end, with the weights an uninterrupted run ends with; "
+                             "--out is replaced. Needs the options of the stopped command")
     parser.set_defaults(run=run)
 
 
@@ -45,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out, state = run_pretrain(args.unlabeled, args.out, config, preprocessing_from(args), channels=args.channels,
                                   init=args.init, split=args.split, overwrite=args.overwrite, context=context,
-                                  labeled=args.labeled, started_at=process_started_at())
+                                  labeled=args.labeled, started_at=process_started_at(),
+                                  continue_stopped=args.continue_stopped)
     finally:
         distributed.stop(context)
     if not context.is_main:

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
+
+from .process_start import process_age_s
 
 PACE_WINDOW = 20  # the most recent steps whose wall time sets the pace
 END_SHARE = 0.98  # of the budget: when a budgeted job aims to have written its checkpoint
@@ -64,20 +65,8 @@ def clock() -> float:
 
 
 def process_started_at() -> float:
-    """When this process started, on the budget's clock: what a user who launched a job waits from (interpreter
-    start and imports included). Read from ``/proc`` where there is one, else the time this module was imported
-    (which the command line imports before torch)."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
-            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-            up_s = float(uptime.read().split()[0])
-        age = up_s - started_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return _IMPORTED_AT
-    return _now() - age if 0 <= age < 3600 else _IMPORTED_AT
-
-
-_IMPORTED_AT = _now()
+    """When this process started, on the budget's clock (``process_start``)."""
+    return _now() - process_age_s()
 
 
 def iterations_for_budget(left_s: float, steps_done: int, step_s: float, max_iterations: int) -> int:

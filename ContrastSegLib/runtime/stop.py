@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from ..errors import ContrastSegError
+from .process_start import process_age_s
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name))
 STOP_FILE_VARIABLE = "CONTRASTSEG_STOP_FILE"
@@ -108,19 +109,8 @@ def remove_stale_stop_file() -> None:
 
 
 def process_started() -> float:
-    """When this process started (seconds since the epoch): from ``/proc`` where there is one, else when this module
-    was imported (the command line imports it before anything heavy)."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
-            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-            up_s = float(uptime.read().split()[0])
-        age = up_s - started_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return _IMPORTED_AT
-    return time.time() - age if age >= 0 else _IMPORTED_AT
-
-
-_IMPORTED_AT = time.time()
+    """When this process started, in seconds since the epoch (``process_start``)."""
+    return time.time() - process_age_s()
 
 
 def end_if_stopped() -> None:

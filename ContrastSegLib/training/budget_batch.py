@@ -1,8 +1,9 @@
 """A batch that fits the time budget: on a slow CPU, many small steps teach more than a few large ones.
 
 Measured on brain-offline (one labeled volume, ``benchmarks/RESULTS.md`` §5), the loss fell by the step, nearly
-alike at batch 4 and batch 16: the number of steps, not of images, set how soon the structures appeared, and 661
-steps of batch 4 learned two structures in the five minutes in which 58 steps of batch 16 learned none. So when a
+alike at batch 4 and batch 16 (0.895 and 0.897 after 490 steps): the number of steps, not of images, set how soon
+the structures appeared, and 661 steps of batch 4 learned two structures in the five minutes in which 58 steps of
+batch 16 learned none. So when a
 time budget applies, the pace of the first ``BATCH_PROBE_STEPS`` steps after the warm-up decides: if fewer than
 ``MIN_BUDGET_STEPS`` steps fit, the batch shrinks by planned / needed, down to ``MIN_BUDGET_BATCH``, a step costing
 about its batch. (Smaller patches instead were worse: patches of 64 px drawn around the structures, 300 steps,

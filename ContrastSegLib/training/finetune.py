@@ -251,7 +251,7 @@ class _Phase:
         self.reporter, self.result, self.tracker, self.step_fn = reporter, result, tracker, step_fn
         self.labeled_share = labeled_share_of(config.batch_size, config.labeled_share) / config.batch_size
         self.iterations = config.iterations  # per round; a time budget sets it in the first round
-        self.batch_size = config.batch_size  # a time budget may lower it in the first round (``budget_shape``)
+        self.batch_size = config.batch_size  # a time budget may lower it in the first round (``budget_batch``)
         self.last_round_steps = 0
 
     @property

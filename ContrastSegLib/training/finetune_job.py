@@ -115,9 +115,12 @@ def run_finetune(
     Afterwards each structure's Dice on the training volumes is recorded (``"structures"``), and one not learned is
     named in a warning (``structure_check``).
 
-    The training side (``preprocess.crop_size``, from the data when unset) is what each step sees; the training and
-    validation slices are kept whole (``whole_slice_side``), cut into patches of that side where larger, and the
-    checkpoint says so (``"whole_slices"``), so that prediction covers whole slices too. A side from the data may
+    The training side (``preprocess.crop_size``) is what each step sees. Chosen from the data (unset), it covers
+    the slices up to ``MAX_AUTO_CROP``: the training and validation slices are kept whole (``whole_slice_side``),
+    cut into patches of that side where larger, and the checkpoint says so (``"whole_slices"``), so that prediction
+    covers whole slices too. A side asked for (or inherited from ``init``) is a centre window in training and
+    prediction alike, as it always was: measured on brain-offline, patches drawn around the structures learned
+    slower than a fixed window on them. A side from the data may
     A time budget too short for ``MIN_BUDGET_STEPS`` steps lowers the batch (``config.budget_batch``,
     ``training.budget_batch``); the checkpoint records the batch trained with.
     """
@@ -132,12 +135,14 @@ def run_finetune(
         inherited = init_checkpoint.metadata.get("preprocessing") if init_checkpoint else None
         preprocess = PreprocessConfig.from_json(inherited) if inherited else PreprocessConfig()
     preprocess.check(channels)
+    whole_slices = preprocess.crop_size is None  # a side from the data: slices kept whole, predicted whole
     train_pairs = read_labeled_cases(dataset, train_cases)
     validation_pairs = read_labeled_cases(dataset, validation_cases)
     labels = label_set_for(dataset, train_pairs)
     model_config = UNetConfig(in_channels=1, num_classes=labels.num_classes, channels=tuple(channels))
     preprocess = resolve_preprocessing(preprocess, [p.image for p in train_pairs], channels)
-    side = whole_slice_side([p.image for p in train_pairs + validation_pairs], preprocess, channels)
+    side = (whole_slice_side([p.image for p in train_pairs + validation_pairs], preprocess, channels)
+            if whole_slices else preprocess.crop_size)
     train = [_prepare(p, preprocess, labels, side) for p in train_pairs]
     validation = [_prepare(p, preprocess, labels, side) for p in validation_pairs]
     pseudo_pool = _self_training_pool(config, dataset, split, unlabeled, preprocess)
@@ -156,7 +161,7 @@ def run_finetune(
         "architecture": model_config.to_json(),
         "labels": labels.to_json(),
         "preprocessing": preprocess.to_json(),
-        "whole_slices": True,
+        "whole_slices": whole_slices,
         "config": config.to_json(),
         "data": {"source": _data_source(labeled, out), "train_cases": [c.id for c in train_cases],
                  "validation_cases": [c.id for c in validation_cases],

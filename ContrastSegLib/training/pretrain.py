@@ -165,7 +165,8 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
              context: DistributedContext = DistributedContext(), started_at: float | None = None) -> PretrainState:
     """Run ``config.iterations`` steps (continuing from ``state``); ``on_checkpoint`` every ``checkpoint_every``
     steps and at the end (on the main rank). ``model`` must already carry its heads (see :func:`attach_heads`). A
-    stop request (``runtime.stop``, on any rank) ends the run after the current step, without ``on_checkpoint``. A
+    stop request (``runtime.stop``, on any rank) ends the run after the current step, without ``on_checkpoint``
+    (``state`` then holds what continuing needs). A
     time budget counts from ``started_at`` (the job's start on ``runtime.budget``'s clock; None: now)."""
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=False)
     state = state or PretrainState()
@@ -211,6 +212,7 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
         reporter.update(step, loss=state.losses[-1])
         if any_rank(stop_requested() is not None, context, plan.device):
             state.stopped = Stopped(step, config.iterations, stop_requested() or "SIGTERM")
+            _keep_training_state(state, optimizer, generator, scaler)  # a stopped run can be continued
             reporter.stopped(step, state.stopped.signal)
             break
         going = schedule.on_step(step, state.losses)
@@ -219,8 +221,7 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
         if schedule.planned:
             state.planned = schedule.iterations
         if on_checkpoint is not None and context.is_main and (step % config.checkpoint_every == 0 or not going):
-            state.optimizer, state.generator = optimizer.state_dict(), generator.get_state()
-            state.scaler = scaler.state_dict()
+            _keep_training_state(state, optimizer, generator, scaler)
             on_checkpoint(state)
     if schedule.reason:
         state.ended_early = schedule.reason
@@ -229,3 +230,9 @@ def pretrain(model: UNet2D, bank: PartitionSliceBank, config: PretrainConfig, pl
                  f"{time.perf_counter() - start:.0f} s")
     model.to(memory_format=torch.contiguous_format)
     return state
+
+
+def _keep_training_state(state: PretrainState, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                         scaler) -> None:
+    """Copy into ``state`` what continuing needs besides the weights and the step."""
+    state.optimizer, state.generator, state.scaler = optimizer.state_dict(), generator.get_state(), scaler.state_dict()

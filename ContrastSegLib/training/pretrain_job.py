@@ -4,7 +4,9 @@ preprocess them, run one contrastive stage, and write the checkpoint of the part
 Progress is saved every ``checkpoint_every`` steps to a hidden resume file beside the output; running the same
 command again after an interruption (even SIGKILL) continues from it and ends with the same weights as an
 uninterrupted run. The output itself appears only when the stage is complete, or when a stop request
-(``runtime.stop``) ended it early: then it holds the weights reached, and the resume file is removed.
+(``runtime.stop``) ended it early: then it holds the weights reached and, like a resume file, the optimiser and
+sampling state, and the resume file is removed; ``continue_stopped`` (``--continue``) goes on from it to the planned
+end, ending with the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -73,15 +75,20 @@ def run_pretrain(
     context: DistributedContext = DistributedContext(),
     labeled: str | os.PathLike | None = None,
     started_at: float | None = None,
+    continue_stopped: bool = False,
 ) -> tuple[Path, PretrainState]:
     """Run one pre-training stage and write the checkpoint ``out`` (under torchrun: every rank trains on its shard
     of each global batch, rank 0 writes, every rank resumes). The global and local stages use the volumes of
     ``unlabeled``; the supervised-local stage the labeled volumes of ``labeled`` (with ``split``: its train_labeled
     cases only). ``preprocess`` None: the ``init`` checkpoint's, else the default; an unset spacing becomes the
     median in-plane spacing of the volumes the stage trains on, an unset crop the side that covers their slices
-    (``preprocess.resolve``). A time budget counts from ``started_at`` (None: this call)."""
+    (``preprocess.resolve``). A time budget counts from ``started_at`` (None: this call). ``continue_stopped``: go on
+    from ``out``, written by a stopped run of the same stage, settings and data, and replace it."""
     config.check()
-    out = check_output_path(out, overwrite, kind="file")
+    stopped = stopped_run(out) if continue_stopped else None
+    if not continue_stopped and not overwrite:
+        _refuse_stopped_output(Path(out))
+    out = check_output_path(out, overwrite or continue_stopped, kind="file")
     resume_path = out.with_name(f".{out.name}.resume")
     init_checkpoint = load_checkpoint(init) if init else None
     if config.stage not in (Stage.GLOBAL, Stage.MASKED) and init_checkpoint is None:
@@ -127,15 +134,11 @@ def run_pretrain(
     }
     if labels is not None:
         metadata["labels"] = labels.to_json()
-    state = _resume_state(resume_path, out, metadata, model, config, reporter)
+    state = _resume_state(resume_path, out, metadata, model, config, reporter, stopped)
 
     def save_progress(progress: PretrainState) -> None:
-        extra = {"generator": progress.generator, "losses": torch.tensor(progress.losses, dtype=torch.float64)}
-        marker = {"format": RESUME_FORMAT, "fingerprint": run_fingerprint(metadata)}
-        save_checkpoint(Checkpoint(model.state_dict(), {**metadata, "step": progress.step, "scaler": progress.scaler,
-                                                        "planned_iterations": progress.planned, "resume": marker},
-                                   progress.optimizer, extra),
-                        resume_path, overwrite=True)
+        save_checkpoint(Checkpoint(model.state_dict(), {**metadata, **_progress_fields(progress, metadata)},
+                                   progress.optimizer, _progress_extra(progress)), resume_path, overwrite=True)
         reporter.checkpoint(str(resume_path), progress.step)
 
     state = pretrain(model, bank, config, plan, trainable, state, reporter, save_progress, context,
@@ -147,9 +150,11 @@ def run_pretrain(
     final = {**metadata, "step": state.step, "result": {"first_loss": state.losses[0] if state.losses else None,
                                                         "final_loss": float(np.mean(state.losses[-10:])),
                                                         "ended_early": state.ended_early or None}}
-    if state.stopped:
-        final["stopped"] = state.stopped.to_json()
-    save_checkpoint(Checkpoint(weights, final), out, overwrite=overwrite)
+    optimizer, extra = None, {}
+    if state.stopped:  # with what continuing needs
+        final.update(stopped=state.stopped.to_json(), **_progress_fields(state, metadata))
+        optimizer, extra = state.optimizer, _progress_extra(state)
+    save_checkpoint(Checkpoint(weights, final, optimizer, extra), out, overwrite=overwrite or continue_stopped)
     resume_path.unlink(missing_ok=True)
     reporter.checkpoint(str(out), state.step)
     reporter.finished(checkpoint=str(out))
@@ -190,32 +195,90 @@ def run_fingerprint(metadata: dict) -> str:
     return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _progress_fields(progress: PretrainState, metadata: dict) -> dict:
+    """The metadata of saved progress: step, gradient scaler, planned steps and the run's resume marker."""
+    return {"step": progress.step, "scaler": progress.scaler, "planned_iterations": progress.planned,
+            "resume": {"format": RESUME_FORMAT, "fingerprint": run_fingerprint(metadata)}}
+
+
+def _progress_extra(progress: PretrainState) -> dict:
+    return {"generator": progress.generator, "losses": torch.tensor(progress.losses, dtype=torch.float64)}
+
+
+def stopped_run(out: str | os.PathLike) -> Checkpoint:
+    """The checkpoint a stopped run wrote to ``out``, with what continuing it needs; anything else is refused."""
+    out = Path(out)
+    if not out.exists():
+        raise ContrastSegError(f"{out}: does not exist; --continue goes on from the checkpoint a stopped run wrote "
+                               "there (without --continue, the command starts a run)")
+    saved = load_checkpoint(out)
+    if "stopped" not in saved.metadata:
+        raise ContrastSegError(f"{out}: a finished run (step {saved.metadata.get('step')}), not a stopped one; "
+                               "nothing to continue")
+    marker = saved.metadata.get("resume")
+    if not isinstance(marker, dict) or marker.get("format") != RESUME_FORMAT or saved.optimizer is None:
+        raise ContrastSegError(f"{out}: stopped, but without the training state --continue needs (not written by "
+                               "contrastseg pretrain, or by an older version); pass --overwrite to train afresh")
+    return saved
+
+
+def _refuse_stopped_output(out: Path) -> None:
+    """An existing output that a stopped run wrote: refused with the way to go on (any other one: by
+    ``check_output_path``)."""
+    try:
+        saved = stopped_run(out) if out.is_file() else None
+    except ContrastSegError:
+        return
+    if saved is not None:
+        stopped = saved.metadata["stopped"]
+        raise ContrastSegError(f"{out}: output already exists, written by a run stopped at step {stopped.get('step')} "
+                               f"of {stopped.get('planned')}; pass --continue to go on to the planned end, --overwrite "
+                               "to start afresh, or choose another path")
+
+
 def _resume_state(path: Path, out: Path, metadata: dict, model: UNet2D, config: PretrainConfig,
-                  reporter: ProgressReporter) -> PretrainState | None:
-    """The saved progress of an interrupted run of the same stage, settings and data (restored into ``model``);
-    a file of another run, of a finished one (``out`` written) or a damaged one is refused."""
+                  reporter: ProgressReporter, stopped: Checkpoint | None = None) -> PretrainState | None:
+    """The saved progress to go on from, restored into ``model``: the resume file of an interrupted run of the same
+    stage, settings and data, else the ``stopped`` checkpoint (``--continue``). A resume file of another run, of a
+    finished one (``out`` written) or a damaged one is refused, and so is a stopped checkpoint of another run."""
     if not path.exists():
-        return None
+        if stopped is None:
+            return None
+        if stopped.metadata["resume"].get("fingerprint") != run_fingerprint(metadata):
+            raise ContrastSegError(f"{out}: stopped in a run with other settings or data; --continue needs the "
+                                   f"options of the command that was stopped (contrastseg info --model {out})")
+        return _restored(out, stopped, model, config, reporter, "pass --overwrite to train afresh", "continuing")
     fix = "delete it to start afresh"
     try:
         saved = load_checkpoint(path)
     except ContrastSegError:
         raise ContrastSegError(f"{path}: not a resume file of contrastseg pretrain (unreadable or damaged); "
                                f"{fix}") from None
-    marker, step = saved.metadata.get("resume"), saved.metadata.get("step")
+    marker = saved.metadata.get("resume")
     if not isinstance(marker, dict) or marker.get("format") != RESUME_FORMAT:
         raise ContrastSegError(f"{path}: not a resume file of contrastseg pretrain (no {RESUME_FORMAT} marker); "
                                f"{fix}")
     if marker.get("fingerprint") != run_fingerprint(metadata):
         raise ContrastSegError(f"{path}: an interrupted run with other settings or data left this file; delete it "
                                "to start afresh, or run the same command again to resume it")
-    if type(step) is not int or not 0 <= step <= config.iterations:
-        raise ContrastSegError(f"{path}: the resume file's step {step!r} is not one of this run's "
-                               f"0..{config.iterations}; {fix}")
-    if step == config.iterations and out.exists():
+    if saved.metadata.get("step") == config.iterations and out.exists() and stopped is None:
         raise ContrastSegError(f"{path}: left by a finished run ({out} was written from it); {fix}")
+    return _restored(path, saved, model, config, reporter, fix, "resuming")
+
+
+def _restored(path: Path, saved: Checkpoint, model: UNet2D, config: PretrainConfig, reporter: ProgressReporter,
+              fix: str, verb: str) -> PretrainState:
+    """The progress saved in ``saved`` (a resume file: the whole model; a stopped checkpoint: the parts the stage
+    trains, the rest being rebuilt identically from the seed and ``--init``), its weights loaded into ``model``."""
+    step = saved.metadata.get("step")
+    if type(step) is not int or not 0 <= step <= config.iterations:
+        raise ContrastSegError(f"{path}: the saved step {step!r} is not one of this run's 0..{config.iterations}; "
+                               f"{fix}")
     try:
-        model.load_state_dict(saved.model)
+        missing, unexpected = model.load_state_dict(saved.model, strict=False)
+        trained = tuple(saved.metadata.get("parts") or ()) or ("",)
+        if unexpected or any(key.startswith(trained) for key in missing):
+            raise KeyError("weights")
         planned = saved.metadata.get("planned_iterations")
         if planned is not None and not (type(planned) is int and step <= planned <= config.iterations):
             raise TypeError("planned_iterations")
@@ -223,6 +286,6 @@ def _resume_state(path: Path, out: Path, metadata: dict, model: UNet2D, config: 
                               generator=saved.extra["generator"], losses=saved.extra["losses"].tolist(),
                               planned=planned)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
-        raise ContrastSegError(f"{path}: the resume file is damaged ({type(error).__name__}); {fix}") from None
-    reporter.log(f"resuming from step {step} ({path})")
+        raise ContrastSegError(f"{path}: the saved progress is damaged ({type(error).__name__}); {fix}") from None
+    reporter.log(f"{verb} from step {step} ({path})")
     return state

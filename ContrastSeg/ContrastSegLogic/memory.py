@@ -57,7 +57,9 @@ def plan_device(requested: str, needed_bytes: int, gpu_free_bytes: Callable[[int
                 return DevicePlan("auto")  # unknown here: the job process chooses (cuda > mps > cpu)
             message = "no CUDA GPU is available; running on the CPU instead (slower)"
         elif free >= needed_bytes:
-            return DevicePlan("cuda" if requested == "auto" else requested)
+            # "auto" stays "auto": nvidia-smi sees the driver, not whether this torch was built for CUDA (a CPU-only
+            # build on an old driver, Windows' PyPI wheels); the job process asks torch (cuda > mps > cpu)
+            return DevicePlan(requested)
         else:
             message = (f"the GPU has {free / GIB:.1f} GiB free and this job needs about {need}; running on the CPU "
                        "instead (slower). Close other GPU programs or lower the batch size / crop to use the GPU")

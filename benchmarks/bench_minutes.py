@@ -295,6 +295,7 @@ def plot(rows: list[dict], path: Path) -> Path:
         spread = statistics.stdev(dice) if len(dice) > 1 else 0.0
         lines.setdefault((dataset, labeled, init), []).append((budget / 60, statistics.fmean(dice), spread))
     for (dataset, labeled, init), points in lines.items():
+        points.sort()
         ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
                     capsize=3, label=f"{dataset}, {labeled} labeled, {init}")
     budgets = sorted({row["budget_s"] for row in rows})

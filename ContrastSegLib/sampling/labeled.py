@@ -37,14 +37,8 @@ class LabeledSliceBank:
         self.structure_share = structure_share
         self._structure_slices, self._structure_count = (_slices_of_each_structure(self.labels, num_classes)
                                                          if structure_share else (None, None))
-        self._boxes = None
-        self.use_patch(self.side if patch is None else patch)
-
-    def use_patch(self, patch: int) -> None:
-        """Draw windows of ``patch`` px from now on (the whole slice where it is no larger)."""
-        self.patch = min(patch, self.side)
-        if self.patch < self.side and self._boxes is None:
-            self._boxes = _foreground_boxes(self.labels)
+        self.patch = self.side if patch is None else min(patch, self.side)
+        self._boxes = _foreground_boxes(self.labels) if self.patch < self.side else None
 
     def __len__(self) -> int:
         return self.images.shape[0]

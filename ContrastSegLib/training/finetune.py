@@ -39,8 +39,8 @@ class FinetuneResult:
     """losses: one per step; validation: (step, mean foreground Dice); best_step: step of the kept weights;
     stopped: set when a stop request ended the run early; rounds: (round, labeled volumes' Dice before, after) of
     each self-training round; rejected_round: the round undone because it lowered that Dice; ended_early: why
-    fewer steps than the iterations ran (time budget, plateau), or empty; training_side, batch_size: the side of the
-    training slices and the batch at the end (a budget may have made the batch smaller, ``budget_batch``)."""
+    fewer steps than the iterations ran (time budget, plateau), or empty; batch_size: the batch at the end (a budget
+    may have made it smaller, ``budget_batch``)."""
 
     losses: list[float] = field(default_factory=list)
     validation: list[tuple[int, float]] = field(default_factory=list)
@@ -50,7 +50,6 @@ class FinetuneResult:
     rounds: list[tuple[int, float, float]] = field(default_factory=list)
     rejected_round: int | None = None
     ended_early: str = ""
-    training_side: int | None = None
     batch_size: int | None = None
 
 
@@ -103,16 +102,13 @@ class BatchPipeline:
         self.rng = np.random.default_rng(config.seed)
         self.spatial, self.intensity = SpatialAugmentation.of(config), IntensityAugmentation.of(config)
         self.batch_size = self.labeled_per_batch = 0
-        self.resize(config.batch_size, bank.patch)
+        self.resize(config.batch_size)
 
-    def resize(self, batch_size: int, patch: int) -> None:
-        """Batches of ``batch_size`` windows of ``patch`` px from now on."""
+    def resize(self, batch_size: int) -> None:
+        """Batches of ``batch_size`` slices from now on."""
         self.batch_size = batch_size
         self.labeled_per_batch = (batch_size if self.pseudo is None else
                                   labeled_share_of(batch_size, self.config.labeled_share))
-        for bank in (self.bank, self.pseudo):
-            if bank is not None:
-                bank.use_patch(patch)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 1, P, P), targets (B, C, P, P) class probabilities."""
@@ -167,7 +163,7 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
     keep_on_stop()
     phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn, started_at)
     phase.run(labeled_bank, None, 0, tail_slices=labeled_bank.num_slices)
-    result.training_side, result.batch_size = labeled_bank.patch, phase.batch_size
+    result.batch_size = phase.batch_size
     step_fn.total_steps = phase.total
     for round_number in range(1, rounds + 1):
         if result.stopped:
@@ -302,7 +298,7 @@ class _Phase:
         smaller = budget_batch(batch, planned)
         if smaller == batch:
             return
-        pipeline.resize(smaller, pipeline.bank.patch)
+        pipeline.resize(smaller)
         self.batch_size = smaller
         schedule.restart_pace()
         schedule.tail_steps *= batch / smaller  # the same tail, in cheaper steps

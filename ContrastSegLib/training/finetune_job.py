@@ -4,7 +4,7 @@ preprocess, train, and write the checkpoint atomically. The CLI, the demo and th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -151,10 +151,9 @@ def run_finetune(
     if init_checkpoint is not None:
         parts = initialise_model(model, init_checkpoint, str(init), labels)
         reporter.log(f"initialised {', '.join(parts)} from {init}")
-    result = finetune(model, train, config, validation, reporter, unlabeled=pseudo_pool, started_at=started_at,
-                      patch=preprocess.crop_size)
-    preprocess = replace(preprocess, crop_size=result.training_side)
     plan = plan_execution(config.device, config.precision, config.channels_last)
+    result = finetune(model, train, config, validation, reporter, plan=plan, unlabeled=pseudo_pool,
+                      started_at=started_at, patch=preprocess.crop_size)
     structures = report_structures(model, train, plan, labels, reporter)
     metadata = {
         "stage": "finetune",
@@ -172,8 +171,7 @@ def run_finetune(
                    "self_training_rounds": [{"round": r, "labeled_dice_before": round(before, 4),
                                              "labeled_dice_after": round(after, 4)}
                                             for r, before, after in result.rounds],
-                   "rejected_round": result.rejected_round, "batch_size": result.batch_size,
-                   "training_side": result.training_side},
+                   "rejected_round": result.rejected_round, "batch_size": result.batch_size},
         "training_volumes_ml": training_volumes_ml(train_pairs, labels),
         "structures": [s.to_json() for s in structures],
         "lineage": lineage_after(init_checkpoint, init),

@@ -16,7 +16,8 @@ from slicer.util import VTKObservationMixin
 
 from ContrastSegLogic import ContrastSegWorkflow
 from ContrastSegLogic.annotation import prepare_annotation
-from ContrastSegLogic.dependencies import TORCH_REQUIREMENT, ensure_dependencies
+from ContrastSegLogic.dependencies import TORCH_REQUIREMENT, ensure_dependencies, install_policy
+from ContrastSegLogic.errors import SceneInputError
 
 MODELS_FOLDER_KEY = "ContrastSeg/ModelsFolder"
 
@@ -58,16 +59,20 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
         rows = logic.suggest(unlabeled=[scan2, scan3], model=model, count=1, wait=True)  # what to annotate next
         logic.annotate(rows[0])                                  # its volume shown, the Segment Editor opened on it
 
-    Every job method first makes sure the Python packages are there (asking before installing), then runs the
-    workflow's method of the same name. ``wait=True`` keeps Slicer responsive while it waits.
+    Every job method first makes sure the Python packages are there (asking once before installing), then runs the
+    workflow's method of the same name. ``wait=True`` keeps Slicer responsive while it waits. A script without the
+    main window installs them with ``logic.ensure_dependencies(install=True)`` (or ``install_packages=True``, or the
+    environment variable ``CONTRASTSEG_INSTALL_PACKAGES=1``); otherwise it gets an error naming them, never a
+    question nobody can answer.
     """
 
-    def __init__(self, scene=None, launcher=None, jobs_dir=None, models_dir=None):
+    def __init__(self, scene=None, launcher=None, jobs_dir=None, models_dir=None, install_packages=None):
         ScriptedLoadableModuleLogic.__init__(self)
         self.workflow = ContrastSegWorkflow(
             scene or slicer.mrmlScene, launcher, jobs_dir or os.path.join(slicer.app.temporaryPath, "ContrastSeg-jobs"),
             models_dir=models_dir or self.models_folder(), process_events=slicer.app.processEvents)
         self.installing = False
+        self.install_packages = install_packages  # None: ask (main window) or refuse (no window, testing mode)
 
     # ---- Slicer's part ---------------------------------------------------------------------------------------------
 
@@ -81,13 +86,18 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
         qt.QSettings().setValue(MODELS_FOLDER_KEY, path)
         self.workflow.models_dir = type(self.workflow.models_dir)(path)
 
-    def ensure_dependencies(self) -> list:
-        """torch from the PyTorch extension, the other packages by pip, after asking; one installation at a time."""
+    def ensure_dependencies(self, install=None) -> list:
+        """torch from the PyTorch extension, the other packages by pip, after one question; one installation at a
+        time. ``install`` True/False installs without asking / never (default: ``install_packages``, see
+        ``install_policy``; Slicer's testing mode never installs)."""
         if self.installing:
             raise RuntimeError("an installation is already running; wait for it to finish")
+        policy = install_policy(self.install_packages if install is None else install, slicer.app.testingEnabled(),
+                                slicer.util.mainWindow() is not None)
         self.installing = True
         try:
-            return ensure_dependencies(slicer.util.pip_install, _install_torch, slicer.util.confirmOkCancelDisplay)
+            return ensure_dependencies(slicer.util.pip_install, _install_torch, slicer.util.confirmOkCancelDisplay,
+                                       policy=policy)
         finally:
             self.installing = False
 
@@ -120,12 +130,16 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
 
 
 def _install_torch() -> bool:
+    """torch by the PyTorch extension, without its own question: ours was asked already."""
     try:
         import PyTorchUtils
     except ImportError:
         raise RuntimeError("ContrastSeg needs the PyTorch extension: install it from the Extensions Manager, then "
                            "restart Slicer") from None
-    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+    # SlicerPyTorch PyTorchUtils/PyTorchUtils.py (e1c85cc, 2024-04-22) line 194: installTorch(askConfirmation=False,
+    # ...); line 207 asks only when askConfirmation is true and testing mode is off. It also installs torchvision
+    # (line 240) and light-the-torch (line 247), which our question's size includes.
+    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
                                                           torchVersionRequirement=TORCH_REQUIREMENT) is not None
 
 
@@ -183,7 +197,8 @@ class ContrastSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class ContrastSegTest(ScriptedLoadableModuleTest):
-    """In Slicer: a tiny fine-tune on a synthetic labeled volume, then segmentation of a second one."""
+    """In Slicer: a tiny fine-tune on a synthetic labeled volume, then segmentation of a second one. It installs
+    nothing: where the packages are missing (Slicer's build machines) the jobs are skipped with a message."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -209,7 +224,12 @@ class ContrastSegTest(ScriptedLoadableModuleTest):
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumes[0])
         slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
         slicer.mrmlScene.RemoveNode(labelmap)
-        logic = ContrastSegLogic(models_dir=tempfile.mkdtemp(prefix="ContrastSegTest-"))
+        logic = ContrastSegLogic(models_dir=tempfile.mkdtemp(prefix="ContrastSegTest-"), install_packages=False)
+        try:
+            logic.ensure_dependencies()
+        except SceneInputError as error:
+            self.delayDisplay(f"ContrastSeg test: fine-tuning and segmentation skipped. {error}")
+            return
         settings = replace(FinetuneConfig(), iterations=20, batch_size=4, device="cpu")
         model = logic.finetune([(volumes[0], segmentation)], settings=settings,
                                preprocess=replace(PreprocessConfig(), crop_size=32), channels=(8, 16), wait=True)

@@ -73,9 +73,10 @@ class BudgetDevices(Choice):
 
 class LrSchedule(Choice):
     """The learning rate over a run (``training.lr_schedules``): constant, cosine annealing to 0, or a short
-    warm-up, a constant rate and a linear decay over the last part of the run."""
+    warm-up, a constant rate and a linear decay over the last part of the run; auto: warmup-decay where a time
+    budget ends the run, constant where the iterations do."""
 
-    COSINE, CONSTANT, WARMUP_DECAY = "cosine", "constant", "warmup-decay"
+    AUTO, COSINE, CONSTANT, WARMUP_DECAY = "auto", "cosine", "constant", "warmup-decay"
 
 
 class Precision(Choice):

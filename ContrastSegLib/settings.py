@@ -175,17 +175,20 @@ class ScheduleConfig(Config):
 class FinetuneConfig(ExecutionConfig, ScheduleConfig):
     """Settings of one fine-tuning run; stored in the checkpoint.
 
-    lr_schedule: "constant" (the paper's) is the default: under "cosine", which anneals the rate to 0 over the run,
-    a small structure that is learned late (the hippocampus of a brain) was never learned (benchmarks/RESULTS.md,
-    fine-tuning ablation). The augmentation defaults come from the same ablation: no flips (they swap the sides of
+    lr_schedule: "auto" is "warmup-decay" where a time budget ends the run (a few thousand steps or fewer: the
+    decay that ends at the deadline raised brain-offline's Dice at equal steps, benchmarks/RESULTS.md §5) and the
+    paper's "constant" where the iterations do; under "cosine", which anneals from the start, a small structure
+    learned late (the hippocampus of a brain) was never learned (RESULTS.md, fine-tuning ablation). The augmentation defaults come from the same ablation: no flips (they swap the sides of
     a heart or the front and back of a brain), no elastic warp.
     """
 
     iterations: int = option(3000, "--iterations", POSITIVE_WHOLE, "training steps (of each self-training round)")
     batch_size: int = option(16, "--batch-size", BATCH, "labeled slices per step")
     learning_rate: float = option(1e-3, "--lr", LEARNING_RATE, "Adam learning rate")
-    lr_schedule: str = option(LrSchedule.CONSTANT.value, "--lr-schedule", one_of(LrSchedule),
-                              "constant: the paper's setting; cosine: anneal to 0 over the run")
+    lr_schedule: str = option(LrSchedule.AUTO.value, "--lr-schedule", one_of(LrSchedule),
+                              "auto: warmup-decay under a time budget, else constant; constant: the paper's "
+                              "setting; cosine: anneal to 0 over the run; warmup-decay: a short warm-up, the full "
+                              "rate, then a linear decay to the end of the planned steps")
     validate_every: int = option(200, "--validate-every", POSITIVE_WHOLE,
                                  "steps between validation Dice measurements (with a split's validation cases)")
     seed: int = option(0, "--seed", SEED, "seed of initialisation, sampling and augmentation")
@@ -228,6 +231,12 @@ class FinetuneConfig(ExecutionConfig, ScheduleConfig):
     def total_iterations(self) -> int:
         """Steps of the whole run: every self-training round repeats ``iterations``."""
         return self.iterations * (1 + self.self_training_rounds)
+
+    def lr_schedule_on(self, device_type: str) -> LrSchedule:
+        """The learning-rate schedule of a run on ``device_type``: "auto" resolved by whether a budget applies."""
+        if self.lr_schedule != LrSchedule.AUTO:
+            return LrSchedule(self.lr_schedule)
+        return LrSchedule.WARMUP_DECAY if self.budget_on(device_type) is not None else LrSchedule.CONSTANT
 
 
 @dataclass(frozen=True)

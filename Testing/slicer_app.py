@@ -10,7 +10,9 @@ path, user settings file, testing mode off, module manager, top-level widgets, e
 (named ``qSlicerMainWindow`` so ``slicer.util.errorDisplay`` shows its dialogs), three slice composite nodes (the
 Red / Yellow / Green views ``setSliceViewerLayers`` sets), and a dialog watcher that answers modal message boxes as
 a user would (recording their text). Not emulated: views and rendering, the Segment Editor, the Extensions Manager,
-``PythonSlicer`` (jobs run under this Python), and PythonQt's own C++ wrappers beyond what ``qt.py`` describes.
+and PythonQt's own C++ wrappers beyond what ``qt.py`` describes. Jobs run under this Python, or, with
+``python_slicer_launcher.install`` on PATH, under a stand-in for ``PythonSlicer`` (CTK's launcher: python-real as its
+child, no signal forwarded).
 """
 
 from __future__ import annotations

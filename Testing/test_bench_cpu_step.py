@@ -39,7 +39,8 @@ def test_smoke_profiles_one_step(tmp_path, bench, one_torch_thread):
     record = json.loads((tmp_path / "bench_cpu_step.json").read_text(encoding="utf-8"))
     assert set(record["peaks"]) == {"fp32", "bf16"} and all(p["gflops"] > 0 for p in record["peaks"].values())
     for row in record["rows"]:
-        times = list(row["seconds"].values()) + list(row["derived"]["parts"].values())
-        assert all(math.isfinite(t) and t > 0 for t in times), row["seconds"]
+        assert all(math.isfinite(t) and t > 0 for t in row["seconds"].values()), row["seconds"]
+        # augmentation is a difference of two medians: at 32 px it is near 0 and may come out below it
+        assert all(math.isfinite(t) for t in row["derived"]["parts"].values()), row["derived"]
         assert 0.33 < row["derived"]["parts_sum"] / row["seconds"]["pipeline_step"] < 3
         assert row["flops"] > 0 and math.isfinite(row["derived"]["achieved_gflops"])

@@ -161,6 +161,26 @@ def test_a_time_budget_ends_fine_tuning_at_the_planned_step(monkeypatch):
     assert "time budget" in result.ended_early
 
 
+def test_the_auto_learning_rate_decays_to_the_deadline_only_under_a_budget(monkeypatch):
+    """"auto" is warmup-decay where a budget applies on the run's device (the deadline is where the decay ends) and
+    the paper's constant rate where the iterations end the run; an explicit schedule is kept. The run's log says
+    which one it trained with."""
+    assert FinetuneConfig().lr_schedule == "auto"
+    budgeted = FinetuneConfig(time_budget=600, budget_devices="cpu")
+    assert budgeted.lr_schedule_on("cpu").value == "warmup-decay"
+    assert budgeted.lr_schedule_on("cuda").value == "constant" and FinetuneConfig().lr_schedule_on("cpu").value == "constant"
+    assert replace(budgeted, lr_schedule="cosine").lr_schedule_on("cpu").value == "cosine"
+    ticks = itertools.count()
+    monkeypatch.setattr(budget, "_now", lambda: float(next(ticks)))
+    for config, expected in ((FinetuneConfig(iterations=20, batch_size=2, time_budget=30), "warmup-decay"),
+                             (FinetuneConfig(iterations=3, batch_size=2), "constant")):
+        stream = io.StringIO()
+        finetune(UNet2D(UNetConfig(num_classes=4, channels=(4, 8))), phantoms([0]), config,
+                 reporter=ProgressReporter("finetune", config.iterations, stream=stream, json_lines=True),
+                 plan=plan_execution("cpu", "fp32"))
+        assert f"schedule {expected} (auto" in stream.getvalue()
+
+
 def test_the_plateau_stop_ends_fine_tuning_that_has_stopped_learning():
     """A learning rate too small to move the weights leaves a flat (noisy) loss: the run ends at the first window
     end the rule allows, not after all iterations."""

@@ -236,7 +236,8 @@ def test_stop_and_keep_delivers_the_weights_reached(session, tmp_path):
     wait_until(lambda: ui.finetuneButton.text == "Fine-tune", 120, "the stopped job to deliver its model")
     model = ui.segmentModelPath.currentPath
     stopped = load_checkpoint(model).metadata["stopped"]
-    assert 0 < stopped["step"] < 5000 and stopped["planned"] == 5000
+    # the panel's CPU budget re-plans from the pace: on a loaded machine fewer than the 5000 iterations are planned
+    assert 0 < stopped["step"] < stopped["planned"] <= 5000
     assert "stopped early" in ui.logView.toPlainText() and "stopped early" in ui.modelClassesLabel.text
     assert session.dialogs.errors == []
 
@@ -323,21 +324,33 @@ def tiny_model(tmp_path_factory):
     return model, scans
 
 
-def test_segment_a_folder_to_files(session, tiny_model, tmp_path):
+def test_segment_a_folder_to_files(session, tiny_model, tmp_path, monkeypatch):
+    """Defect 6: the output picked with the browse button (``Dirs|Writable``: CTK ``ctkPathLineEdit.cpp``:675 opens
+    ``getExistingDirectory``, so the folder exists) gets a new sub-folder; the user's files in it stay."""
     ui = session.widget.panel.ui
     model, scans = tiny_model
     ui.segmentModelPath.currentPath = str(model)
     assert ui.modelClassesLabel.text.startswith("Segments LV, myocardium, RV (fine-tuned, 20 steps")
     ui.segmentFolderPath.currentPath = str(scans)
-    ui.segmentFolderOutputPath.currentPath = str(tmp_path / "segmentations")
+    chosen = tmp_path / "segmentations"
+    chosen.mkdir()
+    (chosen / "notes.txt").write_text("the user's own file")
+    dialogs = []
+    monkeypatch.setattr(qt.QtWidgets.QFileDialog, "getExistingDirectory",
+                        lambda *args, **kwargs: dialogs.append(args[1]) or str(chosen))
+    ui.segmentFolderOutputPath.browse()
+    assert dialogs == ["Select a directory..."] and ui.segmentFolderOutputPath.currentPath == str(chosen)
     ui.deviceCombo.currentText = "cpu"
     before = scene_node_ids(slicer.mrmlScene)
     run_job(session, ui.segmentFolderButton, "segmenting a folder")
-    written = sorted(p.name for p in (tmp_path / "segmentations").iterdir())
+    output = chosen / f"{scans.name} segmentations"
+    written = sorted(p.name for p in output.iterdir())
     assert written == sorted([p.name.replace(".nii.gz", "_seg.nii.gz") for p in scans.iterdir()] + ["review.csv"])
-    assert "Wrote 2 segmentation(s)" in ui.statusLabel.text and scene_node_ids(slicer.mrmlScene) == before
-    click(ui.segmentFolderButton)  # the output folder exists now: refused, with one message
-    assert len(session.dialogs.errors) == 1 and "already exists" in session.dialogs.errors[0]
+    assert sorted(p.name for p in chosen.iterdir()) == sorted(["notes.txt", output.name])
+    assert (chosen / "notes.txt").read_text() == "the user's own file"
+    assert f"Wrote 2 segmentation(s) to {output}" in ui.statusLabel.text and scene_node_ids(slicer.mrmlScene) == before
+    assert f"writing into its new sub-folder '{output.name}'" in ui.logView.toPlainText()
+    assert session.dialogs.errors == []
 
 
 def test_one_job_at_a_time_and_the_gui_follows_the_parameter_node(session, tiny_model):

@@ -130,7 +130,8 @@ def profile_configuration(volumes, plan: ExecutionPlan, side: int, batch: int, a
     config = FinetuneConfig(batch_size=batch, seed=SEED)
     augmented = BatchPipeline(bank, NUM_CLASSES, config, plan.device)
     data_only = BatchPipeline(bank, NUM_CLASSES, replace(config, augment=False), plan.device)
-    step = TrainingStep(paper_unet(plan, SEED), plan, config.learning_rate, config.ce_weight, config.lr_schedule)
+    step = TrainingStep(paper_unet(plan, SEED), plan, config.learning_rate, config.ce_weight,
+                        config.lr_schedule_on(plan.device.type).value)
     ready = augmented.next_batch()
     forward_loss_backward, optimiser_update = step_halves(step, *ready)
     flops = step_flops(step, *ready)

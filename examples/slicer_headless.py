@@ -3,12 +3,18 @@
 In Slicer (with the extension installed):
     Slicer --no-splash --no-main-window --python-script examples/slicer_headless.py \
         --labeled scan1.nrrd scan1.seg.nrrd --labeled scan2.nrrd scan2.seg.nrrd \
-        --segment scan3.nrrd scan4.nrrd --pretrained pretrained.pt --out results/
+        --segment scan3.nrrd scan4.nrrd --pretrained pretrained.pt --out results/ --install-packages
 Or with plain Python and the ``slicer-core`` wheel (``pip install slicer-core``), from a source checkout:
     python examples/slicer_headless.py --labeled ... --segment ... --out results/
 
-Writes ``results/model.pt`` (``model-2.pt``, ... when one is there already) and one ``<scan> ContrastSeg.seg.nrrd`` per segmented scan (segment names and colours from
-the labeled segmentations). Labels may be ``.seg.nrrd`` files or label maps.
+Writes ``results/model.pt`` (``model-2.pt``, ... when one is there already) and one ``<scan> ContrastSeg.seg.nrrd``
+per segmented scan (segment names and colours from the labeled segmentations). Labels may be ``.seg.nrrd`` files or
+label maps.
+
+Without a main window nobody can answer the module's question before it installs the Python packages it needs
+(torch through the PyTorch extension, monai, nibabel, ...). On the first run pass ``--install-packages`` (or set the
+environment variable ``CONTRASTSEG_INSTALL_PACKAGES=1``) to install them without a question; otherwise the script
+prints an error naming what is missing and exits with code 1, as on any error (so Slicer ends too).
 """
 
 import argparse
@@ -38,11 +44,15 @@ def main(argv):
     parser.add_argument("--crop-size", type=int, default=PreprocessConfig().crop_size)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--install-packages", action="store_true", default=None,
+                        help="in Slicer: install the missing Python packages without asking (first run)")
     args = parser.parse_args(argv)
 
     scene = ensure_scene()
     args.out.mkdir(parents=True, exist_ok=True)
     logic = Logic(scene, models_dir=args.out)
+    if hasattr(logic, "ensure_dependencies"):  # in Slicer: the packages now, before any work (a checkout has them)
+        logic.ensure_dependencies(install=args.install_packages)
     labeled = []
     for image, labels in args.labeled:
         volume = read_scalar_volume(scene, image, Path(image).name.split(".")[0])
@@ -62,4 +72,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))  # also ends a headless Slicer
+    try:
+        code = main(sys.argv[1:])
+    except Exception:  # noqa: BLE001 - printed; an exception alone would leave a headless Slicer running
+        import traceback
+        traceback.print_exc()
+        code = 1
+    sys.exit(code)  # also ends a headless Slicer

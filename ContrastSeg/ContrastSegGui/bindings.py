@@ -17,11 +17,35 @@ from ContrastSegLogic.parameters import FIELDS, NODE_LISTS, SINGLE_NODES
 
 
 class Adapter(NamedTuple):
-    """How a widget class is read, written and watched (its change signal, PythonQt signature)."""
+    """How a widget class is watched (``watch(widget, callback)``), read and written."""
 
-    signal: str
+    watch: Callable[[Any, Callable], None]
     read: Callable[[Any], Any]
     write: Callable[[Any, Any], None]
+
+
+def _on(signal: str) -> Callable[[Any, Callable], None]:
+    """Watch a widget through one signal (its PythonQt signature)."""
+    return lambda widget, callback: widget.connect(signal, lambda *unused: callback())
+
+
+def _watch_path(path_edit, callback) -> None:
+    """Every change of the text shown. ``currentPathChanged`` fires only for text the name filters accept, never
+    for empty text (CTK ``ctkPathLineEdit::updateHasValidInput``), so it cannot tell that a field was cleared; the
+    text of the history combo box (``comboBox()``) can. Without that combo box: the path, and the loss of a valid
+    one."""
+    combo = path_edit.comboBox()
+    if combo is not None:
+        combo.connect("editTextChanged(QString)", lambda text: callback())
+    else:
+        path_edit.connect("currentPathChanged(QString)", lambda path: callback())
+        path_edit.connect("validInputChanged(bool)", lambda valid: callback())
+
+
+def _set_path(path_edit, path) -> None:
+    """Only a different path: ``setCurrentPath`` always calls ``setText``, which moves the cursor to the end."""
+    if path_edit.currentPath != str(path):
+        path_edit.setCurrentPath(str(path))
 
 
 def _set_combo(combo, text: str) -> None:
@@ -34,18 +58,18 @@ def _check_nodes(selector, nodes) -> None:
     wanted = {node.GetID() for node in nodes}
     for index in range(selector.nodeCount()):
         node = selector.nodeFromIndex(index)
-        selector.setCheckState(node, qt.Qt.Checked if node.GetID() in wanted else qt.Qt.Unchecked)
+        if node is not None:
+            selector.setCheckState(node, qt.Qt.Checked if node.GetID() in wanted else qt.Qt.Unchecked)
 
 
 ADAPTERS = {
-    "QSpinBox": Adapter("valueChanged(int)", lambda w: w.value, lambda w, v: w.setValue(int(v))),
-    "QCheckBox": Adapter("toggled(bool)", lambda w: w.checked, lambda w, v: w.setChecked(bool(v))),
-    "QComboBox": Adapter("currentIndexChanged(int)", lambda w: w.currentText, _set_combo),
-    "ctkPathLineEdit": Adapter("currentPathChanged(QString)", lambda w: w.currentPath,
-                               lambda w, v: w.setCurrentPath(str(v))),
-    "qMRMLNodeComboBox": Adapter("currentNodeChanged(vtkMRMLNode*)", lambda w: w.currentNode(),
+    "QSpinBox": Adapter(_on("valueChanged(int)"), lambda w: w.value, lambda w, v: w.setValue(int(v))),
+    "QCheckBox": Adapter(_on("toggled(bool)"), lambda w: w.checked, lambda w, v: w.setChecked(bool(v))),
+    "QComboBox": Adapter(_on("currentIndexChanged(int)"), lambda w: w.currentText, _set_combo),
+    "ctkPathLineEdit": Adapter(_watch_path, lambda w: w.currentPath, _set_path),
+    "qMRMLNodeComboBox": Adapter(_on("currentNodeChanged(vtkMRMLNode*)"), lambda w: w.currentNode(),
                                  lambda w, node: w.setCurrentNode(node)),
-    "qMRMLCheckableNodeComboBox": Adapter("checkedNodesChanged()", lambda w: w.checkedNodes(), _check_nodes),
+    "qMRMLCheckableNodeComboBox": Adapter(_on("checkedNodesChanged()"), lambda w: w.checkedNodes(), _check_nodes),
 }
 
 
@@ -110,8 +134,12 @@ class GuiBinding:
         self.updating = False  # filling the GUI from the node: widget signals are not written back
         self.suspended = False  # the scene is loading or closing: node combo boxes are in flux
         for name, widget in widgets.items():
-            signal = ADAPTERS[widget.className()].signal if widget.className() in ADAPTERS else "changed"
-            widget.connect(signal, lambda *unused, name=name: self._write_parameter(name))
+            write = lambda name=name: self._write_parameter(name)  # noqa: E731
+            adapter = ADAPTERS.get(widget.className())
+            if adapter:
+                adapter.watch(widget, write)
+            else:
+                widget.connect("changed", write)
 
     def connect(self, parameters) -> None:
         """Show ``parameters`` (a ``ContrastSegParameters``) in the GUI; later edits go there."""

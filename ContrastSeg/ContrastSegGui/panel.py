@@ -212,7 +212,8 @@ class ContrastSegPanel:
         with shown_errors(what):
             with self.jobs.busy(f"{what}: checking the inputs and the installation..."):
                 job = launch()
-            self.jobs.start(button, job, on_success, self.logic.last_device_message)
+            notes = (self.logic.last_device_message, getattr(job, "note", ""))
+            self.jobs.start(button, job, on_success, "; ".join(note for note in notes if note))
 
     def _finetuned(self, job) -> None:
         self.parameters.set("segmentModelPath", job.result)
@@ -279,6 +280,5 @@ class ContrastSegPanel:
 
     def _segmented_folder(self, job) -> None:
         label_maps = [path for path in job.result if path.endswith("_seg.nii.gz")]
-        self.ui.statusLabel.text = (f"Wrote {len(label_maps)} segmentation(s) to "
-                                    f"{self.parameters.get('segmentFolderOutput')}, and review.csv: the most likely "
-                                    "wrong first")
+        self.ui.statusLabel.text = (f"Wrote {len(label_maps)} segmentation(s) to {job.output_folder}, and "
+                                    "review.csv: the most likely wrong first")

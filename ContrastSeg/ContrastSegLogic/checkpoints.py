@@ -12,12 +12,17 @@ from .errors import SceneInputError
 
 
 def checkpoint_metadata(path: str) -> dict:
+    """The checkpoint's metadata, checked against its weights by the library; before torch is installed (a fresh
+    install) read from the file alone, nothing in it run (``read_metadata``), and the weights are checked by the job."""
     if not path or not Path(path).is_file():
         raise SceneInputError(f"checkpoint {path!r} does not exist; choose a .pt file written by ContrastSeg")
     from ContrastSegLib.errors import ContrastSegError
-    from ContrastSegLib.runtime.checkpoint import load_checkpoint
+    from ContrastSegLib.runtime.checkpoint import load_checkpoint, read_metadata
     try:
-        return load_checkpoint(path).metadata
+        try:
+            return load_checkpoint(path).metadata
+        except (ImportError, OSError):  # torch not installed yet, or its libraries not loadable (Windows DLLs)
+            return read_metadata(path)
     except ContrastSegError as error:
         raise SceneInputError(str(error)) from None
 

@@ -144,14 +144,18 @@ class Job:
         self._handle.interrupt()
 
     def cancel(self) -> None:
-        """End the running process tree; nothing is imported, inputs and partial outputs are removed."""
+        """End the running process tree; nothing is imported, inputs and partial outputs are removed once every
+        process of it has ended."""
         if self.done:
             return
         self.state = "cancelled"
-        if self._handle is not None:
-            self._handle.kill_tree()
+        ended = self._handle is None or self._handle.kill_tree() is not False  # None: a handle that cannot tell
         self.error = f"{self.kind} job was cancelled"
-        self.folder.finish("cancelled", self.error)
+        if ended:
+            self.folder.finish("cancelled", self.error)
+        else:  # a process that may still write there: its files stay, the record says so
+            self.folder.finish("cancelled", f"{self.error}; a process of it did not end, so {self.folder.root} "
+                               "was kept: delete it once that process is gone", remove_files=False)
 
     def _start_next(self) -> None:
         self._index += 1

@@ -70,13 +70,15 @@ class JobFolder:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
 
-    def finish(self, state: str, message: str = "") -> None:
+    def finish(self, state: str, message: str = "", remove_files: bool = True) -> None:
         """Record the final ``state`` and delete the inputs (copies of the user's scans) and outputs, whatever the
-        outcome: a succeeded job has delivered its results by now. The record and the log stay."""
+        outcome: a succeeded job has delivered its results by now. The record and the log stay. ``remove_files``
+        False keeps them (a process that did not end may still write there)."""
         assert state in STATES
         self.update(state=state, message=message, finished=time.strftime("%Y%m%d-%H%M%S"))
-        shutil.rmtree(self.inputs, ignore_errors=True)
-        shutil.rmtree(self.outputs, ignore_errors=True)
+        if remove_files:
+            shutil.rmtree(self.inputs, ignore_errors=True)
+            shutil.rmtree(self.outputs, ignore_errors=True)
 
     def log_tail(self, lines: int = 5) -> str:
         try:

@@ -7,6 +7,13 @@ job's log file, so a chatty process can never block on a full pipe. On Windows t
 consoles. "Stop and keep" reaches the process through a stop file (``$CONTRASTSEG_STOP_FILE``), on every platform:
 a GUI program has no console to send CTRL+BREAK to, and a file asked for before training has started is honoured
 at its first step, where a signal would have interrupted the process.
+
+Cancel ends the whole process group, not only the process started: in Slicer that is ``PythonSlicer``, CTK's
+launcher, which runs ``python-real`` as its child in the launcher's process group and forwards no signal to it
+(commontk/AppLauncher ``Base/ctkAppLauncher.cpp`` v0.1.34-15-gdcb7a7e, ``runProcess`` lines 668-726; no signal
+handler anywhere). The launcher dies at the first SIGTERM while python-real, which takes SIGTERM as "stop and keep",
+still finishes its step and writes; so the grace time is waited out on every process of the group, SIGKILL follows
+for those still running, and only then does the job's folder go.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterable, Mapping, Protocol, Sequence
 
@@ -39,8 +47,8 @@ class ProcessHandle(Protocol):
     def interrupt(self) -> None:
         """Ask it to stop early and keep its results."""
 
-    def kill_tree(self) -> None:
-        """End it and every process it started."""
+    def kill_tree(self) -> bool:
+        """End it and every process it started; False if one may still be running (its files must stay)."""
 
 
 class ProcessLauncher(Protocol):
@@ -72,19 +80,26 @@ class SubprocessHandle:
         if self.process.poll() is None and self.stop_file is not None:
             self.stop_file.touch()
 
-    def kill_tree(self) -> None:
-        if self.process.poll() is not None:
-            self._remove_stop_file()
-            return
+    def kill_tree(self) -> bool:
+        """SIGTERM to the process group, SIGKILL to what still runs after ``KILL_GRACE_S``; on Windows ``taskkill``
+        of the tree, without a console window of its own."""
         if os.name == "nt":
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.process.pid)], capture_output=True, check=False)
+            ended = self._kill_windows_tree()
         else:
-            _signal_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(KILL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-        self.wait()
+            ended = _signal_group(self.process, signal.SIGTERM) or _signal_group(self.process, signal.SIGKILL)
+        if self.process.poll() is not None:
+            self.wait()
+        return ended
+
+    def _kill_windows_tree(self) -> bool:
+        if self.process.poll() is None:  # taskkill is a console program: without CREATE_NO_WINDOW one flashes up
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.process.pid)], capture_output=True, check=False,
+                           creationflags=getattr(subprocess, "CREATE_NO_WINDOW", CREATE_NO_WINDOW))
+        try:
+            self.process.wait(KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        return self.process.poll() is not None
 
     def _remove_stop_file(self) -> None:
         """The process has ended: its stop file (if a stop was asked) is of no more use in the job's folder."""
@@ -147,8 +162,41 @@ def contrastseg_command(*arguments: str) -> list[str]:
     return [python_executable(), "-m", "ContrastSegLib", *arguments]
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def _signal_group(process: subprocess.Popen, sig: int) -> bool:
+    """Send ``sig`` to the group that ``process`` leads (``start_new_session``: its id is the process's) and wait
+    up to ``KILL_GRACE_S`` for every process of the group to end; whether they did."""
+    group = process.pid
     try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
+    except ProcessLookupError:
         pass
+    except PermissionError:  # a member that is no longer ours to signal
+        return False
+    deadline = time.monotonic() + KILL_GRACE_S
+    while process.poll() is None or _group_running(group):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _group_running(group: int) -> bool:
+    """Whether a process of ``group`` still runs. On Linux a zombie does not count: an orphaned python-real that has
+    ended stays one until the init process collects it, which some containers' init never does."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _parent, member_group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if int(member_group) == group and state != "Z":
+            return True
+    return False

@@ -218,22 +218,25 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
 
     def segment_folder(self, inputs: str, output: str, model: str, uncertainty: bool = False, device: str = "auto",
                        wait: bool = True, on_event: EventCallback | None = None):
-        """Segment every scan of the folder ``inputs`` into the NEW folder ``output`` (``<case>_seg.nii.gz`` on
-        each scan's own grid, written when all are done); returns the written files."""
-        source, target = Path(inputs).expanduser(), Path(output).expanduser()
+        """Segment every scan of the folder ``inputs`` into a new folder (``<case>_seg.nii.gz`` on each scan's own
+        grid, written when all are done): ``output`` itself when it does not exist yet, else a new sub-folder of it
+        (:func:`segmentation_folder`). The job's ``output_folder`` and ``note`` say which; returns the written
+        files."""
+        source, chosen = Path(inputs).expanduser(), Path(output).expanduser()
         if not source.is_dir():
             raise SceneInputError(f"{source} is not a folder; choose the folder of scans to segment")
-        if target.exists():
-            raise SceneInputError(f"{target} already exists; choose a new folder for the segmentations")
-        if not target.parent.is_dir():
-            raise SceneInputError(f"{target.parent} does not exist; choose where the output folder goes")
+        target = segmentation_folder(source, chosen)
         finetuned_classes(model)
         folder = JobFolder.create(self.jobs_dir, "segment-folder")
         arguments = ["predict", "--model", str(model), "--input", str(source), "--output", str(target),
                      "--device", device] + (["--uncertainty"] if uncertainty else [])
-        return self._run(Job("segment", folder, [JobStep("Segmenting a folder", contrastseg_command(*arguments))],
-                             self.launcher, self.env, on_success=lambda job: sorted(map(str, target.iterdir())),
-                             on_event=on_event), wait)
+        job = Job("segment", folder, [JobStep("Segmenting a folder", contrastseg_command(*arguments))],
+                  self.launcher, self.env, on_success=lambda job: sorted(map(str, target.iterdir())),
+                  on_event=on_event)
+        job.output_folder = target
+        job.note = (f"writing into the new folder {target}" if target == chosen else
+                    f"{chosen} exists: writing into its new sub-folder '{target.name}' (nothing in it is replaced)")
+        return self._run(job, wait)
 
     # ---- helpers --------------------------------------------------------------------------------------------------
 
@@ -325,3 +328,24 @@ def default_pretraining(iterations: int | None = None) -> list[PretrainConfig]:
     base = PretrainConfig() if iterations is None else replace(PretrainConfig(), iterations=iterations)
     return [replace(base, stage=stage.value, strategy=DEFAULT_STRATEGY[stage.value])
             for stage in (Stage.GLOBAL, Stage.LOCAL)]
+
+
+def segmentation_folder(scans: Path, chosen: Path) -> Path:
+    """Where "Segment folder to files" writes: ``chosen`` when it does not exist yet (its parent must); inside an
+    existing folder (what the browse dialog picks), a new sub-folder "<scans folder> segmentations" (-2, -3, ...
+    when taken), so that nothing already there is replaced."""
+    if not chosen.exists():
+        if not chosen.parent.is_dir():
+            raise SceneInputError(f"{chosen.parent} does not exist; choose where the output folder goes")
+        target = chosen
+    elif not chosen.is_dir():
+        raise SceneInputError(f"{chosen} is a file; choose a folder for the segmentations")
+    else:
+        base = f"{scans.resolve().name or 'scans'} segmentations"
+        target, number = chosen / base, 1
+        while target.exists():
+            number += 1
+            target = chosen / f"{base}-{number}"
+    if target.resolve() == scans.resolve() or scans.resolve() in target.resolve().parents:
+        raise SceneInputError(f"{target} is inside the folder of scans; choose a folder outside {scans}")
+    return target

@@ -18,16 +18,17 @@ from ..preprocess import PreparedVolume, preprocess_volume
 from ..preprocess.geometry import resample_planes
 from ..runtime.checkpoint import Checkpoint, save_checkpoint
 from ..runtime.precision import ExecutionPlan, plan_execution
-from ..settings import FinetuneConfig, PreprocessConfig
+from ..settings import DEFAULT_CHANNELS, FinetuneConfig, PreprocessConfig
 
 NUM_CLASSES = len(LABEL_NAMES)
 CLASS_VALUES = tuple(sorted(LABEL_NAMES))
 
 
-def paper_unet(plan: ExecutionPlan, seed: int) -> UNet2D:
-    """A freshly initialised paper UNet (16-32-64-128-128-128, 4 classes), in training mode, laid out for ``plan``."""
+def paper_unet(plan: ExecutionPlan, seed: int, channels: tuple[int, ...] = DEFAULT_CHANNELS) -> UNet2D:
+    """A freshly initialised paper UNet (16-32-64-128-128-128, 4 classes; smaller ``channels`` for quick checks), in
+    training mode, laid out for ``plan``."""
     torch.manual_seed(seed)
-    model = UNet2D(UNetConfig(num_classes=NUM_CLASSES)).to(plan.device).train()
+    model = UNet2D(UNetConfig(num_classes=NUM_CLASSES, channels=tuple(channels))).to(plan.device).train()
     if plan.channels_last:
         model.to(memory_format=torch.channels_last)
     return model

@@ -8,6 +8,9 @@ Metadata keys: ``architecture`` (UNetConfig), ``labels`` (values, names, colours
 (PreprocessConfig), ``stage``, ``config`` (the stage's dataclass), ``lineage`` (list of earlier stages),
 ``step``, ``stopped`` (step, planned, signal; only in a run that a stop request ended early), ``library_version``,
 ``created``.
+
+:func:`read_metadata` reads the metadata without torch (the Slicer module describes a model before torch is
+installed): from the archive's ``data.pkl`` through an unpickler that imports and calls nothing the file names.
 """
 
 from __future__ import annotations
@@ -20,20 +23,29 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import ContrastSegError
 from ..io.output_path import atomic_path, write_errors
 from ..io.read import image_suffix
 from ..io.write_file import write_staged_bytes
-from .checkpoint_checks import check_checkpoint
 from .stop import shielded
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "contrastseg-checkpoint"
 FORMAT_VERSION = 1
+MAX_PICKLE_BYTES = 64 * 1024 ** 2  # data.pkl holds the structure only (tensors are records of their own)
+
+
+def __getattr__(name: str):
+    """``checkpoint.torch``: torch, imported on first use (:func:`read_metadata` needs none)."""
+    if name == "torch":
+        import torch
+        return torch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -49,6 +61,7 @@ class Checkpoint:
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write ``checkpoint`` atomically (serialised in memory, then a size-checked temporary file + rename, shielded
     from stop signals); metadata gets version and time stamps. A failed write leaves ``path`` as it was."""
+    import torch
     metadata = dict(checkpoint.metadata)
     metadata.setdefault("library_version", __version__)
     metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -73,9 +86,10 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, overwrite: 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; anything else is refused with a one-line error."""
+    import torch
+
+    from .checkpoint_checks import check_checkpoint
     path = Path(path)
-    if not path.is_file():
-        raise ContrastSegError(f"{path}: checkpoint not found; pass the .pt file written by contrastseg finetune")
     _check_torch_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -90,6 +104,77 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"{path}: not a readable checkpoint (truncated or corrupt: {_short(error)}); train it again or copy "
             "the complete file"
         ) from None
+    metadata = _checked_metadata(path, payload)
+    try:
+        model = dict(payload["model"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ContrastSegError(f"{path}: checkpoint metadata is damaged ({_short(error)}); train it again") from None
+    check_checkpoint(path, metadata, model)
+    return Checkpoint(model, metadata, payload.get("optimizer"), payload.get("extra", {}))
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a checkpoint written by :func:`save_checkpoint`, read without torch and without running
+    anything the file names (its weights are neither read nor checked: :func:`load_checkpoint` does that)."""
+    path = Path(path)
+    _check_torch_file(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            # torch.save writes "<archive>/data.pkl" (torch/serialization.py, _save: write_record("data.pkl", ...))
+            names = [info for info in archive.infolist() if info.filename.endswith("/data.pkl")
+                     and info.filename.count("/") == 1]
+            if len(names) != 1 or names[0].file_size > MAX_PICKLE_BYTES:
+                raise ContrastSegError(f"{path}: not a ContrastSeg checkpoint; pass a .pt file written by contrastseg")
+            payload = _InertUnpickler(io.BytesIO(archive.read(names[0]))).load()
+    except ContrastSegError:
+        raise
+    except zipfile.BadZipFile as error:  # also a file in torch's legacy format, which save_checkpoint never writes
+        raise ContrastSegError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by "
+                               f"contrastseg: {_short(error)}); train it again or copy the complete file") from None
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, RecursionError, MemoryError) as error:
+        raise ContrastSegError(f"{path}: not a readable checkpoint (truncated or corrupt: {_short(error)}); train "
+                               "it again or copy the complete file") from None
+    return _checked_metadata(path, payload)
+
+
+class _Inert:
+    """What every class, function and storage named by a pickle becomes in :class:`_InertUnpickler`: it takes any
+    arguments and state and does nothing with them."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+
+class _InertUnpickler(pickle.Unpickler):
+    """Reads a pickle's plain data (dicts, lists, strings, numbers) and replaces every global it names (tensor
+    rebuilders, OrderedDict, anything else) and every persistent id (torch's storages) by :class:`_Inert`: nothing
+    is imported or called, so a file holding code cannot run it."""
+
+    def find_class(self, module: str, name: str):
+        return _Inert
+
+    def persistent_load(self, pid):
+        return _Inert()
+
+
+def _checked_metadata(path: Path, payload: Any) -> dict[str, Any]:
+    """The metadata dict of a checkpoint's unpickled ``payload``: ours, in a format version this library reads."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ContrastSegError(f"{path}: not a ContrastSeg checkpoint; pass a .pt file written by contrastseg")
     version = payload.get("format_version", 0)
@@ -100,18 +185,18 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     try:
         metadata = json.loads(payload["metadata"])
-        model = dict(payload["model"])
     except (KeyError, TypeError, ValueError) as error:
         raise ContrastSegError(f"{path}: checkpoint metadata is damaged ({_short(error)}); train it again") from None
     if not isinstance(metadata, dict):
         raise ContrastSegError(f"{path}: checkpoint metadata is damaged (not a JSON object); train it again")
-    check_checkpoint(path, metadata, model)
-    return Checkpoint(model, metadata, payload.get("optimizer"), payload.get("extra", {}))
+    return metadata
 
 
 def _check_torch_file(path: Path) -> None:
     """Refuse a file that torch.save did not write (a zip archive, or a pickle in the legacy format) before
     unpickling it: an image or a text file is "not a checkpoint", not a file "holding Python objects"."""
+    if not path.is_file():
+        raise ContrastSegError(f"{path}: checkpoint not found; pass the .pt file written by contrastseg finetune")
     try:
         with open(path, "rb") as handle:
             head = handle.read(4)

@@ -58,7 +58,7 @@ class TrainingStep:
     rate follows ``lr_schedule`` over ``total_steps`` (which a time budget re-plans while the run goes on)."""
 
     def __init__(self, model: nn.Module, plan: ExecutionPlan, learning_rate: float,
-                 ce_weight: float = FinetuneConfig.ce_weight, lr_schedule: str = FinetuneConfig.lr_schedule,
+                 ce_weight: float = FinetuneConfig.ce_weight, lr_schedule: str = LrSchedule.CONSTANT.value,
                  total_steps: int = 1):
         self.model, self.plan = model, plan
         self.loss_fn = DiceCrossEntropyLoss(ce_weight=ce_weight)
@@ -159,7 +159,10 @@ def finetune(model: nn.Module, train: Sequence[PreparedVolume], config: Finetune
         reporter.log(f"no validation volumes: fixed schedule of {total} iterations, keeping the last weights")
     tracker = _BestWeights()
     result, start = FinetuneResult(), time.perf_counter()
-    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight, config.lr_schedule, total)
+    schedule = config.lr_schedule_on(plan.device.type)
+    reporter.log(f"learning rate {config.learning_rate:g}, schedule {schedule.value}"
+                 + (" (auto: a time budget ends the run)" if config.lr_schedule == LrSchedule.AUTO else ""))
+    step_fn = TrainingStep(model, plan, config.learning_rate, config.ce_weight, schedule.value, total)
     keep_on_stop()
     phase = _Phase(model, config, plan, validation, reporter, result, tracker, step_fn, started_at)
     phase.run(labeled_bank, None, 0, tail_slices=labeled_bank.num_slices)

@@ -7,12 +7,10 @@ as Slicer's designer plugins are.
 
 from __future__ import annotations
 
-import fnmatch
-import os
 import re
 
 import qt
-from PyQt5 import QtCore, QtWidgets
+from PyQt5 import QtCore, QtGui, QtWidgets
 
 
 def _show_children(widget, visible: bool) -> None:
@@ -87,13 +85,35 @@ class ctkCollapsibleGroupBox(QtWidgets.QGroupBox):
     collapsed = QtCore.pyqtProperty(bool, isCollapsed, setCollapsed)
 
 
+def name_filters_to_regexp(name_filters) -> str:
+    """The pattern ``ctk::nameFiltersToRegExp`` makes of name filters (CTK ``Libs/Core/ctkUtils.cpp:103-186``):
+    each ``*.ext`` of "Label (*.a *.b)" or a bare wildcard becomes ``.*\\.ex(t)?$``; none at all: ``.+``."""
+    alternatives = []
+    for name_filter in name_filters:
+        match = re.match(r"^(.*)\(([a-zA-Z0-9_.*? +;#\-\[\]@{}/!<>$%&=^~:|]*)\)$", name_filter)
+        if match:
+            extensions = match.group(2).split()
+        else:
+            extensions = [name_filter] if re.match(r"^[\w\s.*_~$\[\]]+$", name_filter) else []
+        for extension in extensions:
+            suffix = re.search(r"\*\.(\w+)", extension)
+            if suffix:
+                alternatives.append(".*\\." + suffix.group(1) + "?$")
+    return "(" + "|".join(alternatives) + ")" if alternatives else ".+"
+
+
 @qt.register_custom_widget
 class ctkPathLineEdit(QtWidgets.QWidget):
-    """``ctkPathLineEdit.h``: a line edit and a browse button for a file or folder path. Properties
-    ``currentPath``, ``filters`` (``ctkPathLineEdit::Filter`` flags, the values of ``QDir::Filter``),
-    ``nameFilters``, ``label``; signals ``currentPathChanged(QString)`` — only for text its name filters accept (the
-    path need not exist) — and ``validInputChanged(bool)`` when validity changes; slot ``setCurrentPath``. The browse
-    dialog and the history are not emulated (a user types or pastes the path)."""
+    """``ctkPathLineEdit.h`` / ``.cpp`` at CTK ``82cae578`` (Slicer 5.8.1; Slicer 5.6.2's ``f53820a4`` differs in
+    whitespace only): an editable, non-inserting QComboBox (``comboBox()``, Q_INVOKABLE) whose line edit holds the
+    path, with a QRegExpValidator made of the name filters (``.cpp:328,373``, :func:`name_filters_to_regexp`), and a
+    browse button. Every text change runs ``updateHasValidInput`` (``.cpp:388-391,819-845``): ``currentPathChanged``
+    only while the validator accepts the text — never for empty text, and for "/" when there is no name filter —
+    and ``validInputChanged(bool)`` when that changes. ``setCurrentPath`` always calls ``QLineEdit::setText``
+    (``.cpp:798-801``), which moves the cursor to the end even for the same text. ``browse()`` opens
+    ``getSaveFileName`` (Files|Writable), ``getOpenFileName`` (Files) or ``getExistingDirectory`` (``.cpp:636-690``).
+    ``showHistoryButton`` false: a plain QLineEdit, ``comboBox()`` None (``.cpp:351-392,886-889``). The history
+    (QSettings) and the completer are not emulated."""
 
     Dirs, Files, Drives, NoSymLinks = 0x001, 0x002, 0x004, 0x008
     AllEntries, TypeMask = Dirs | Files | Drives, 0x00F
@@ -110,32 +130,73 @@ class ctkPathLineEdit(QtWidgets.QWidget):
         self._valid = False
         self._name_filters: list[str] = []
         self._label = ""
-        self._edit = qt.internal(QtWidgets.QLineEdit(self))
-        self._browse = qt.internal(QtWidgets.QToolButton(self))
-        self._browse.setText("...")
+        self._validator = qt.internal(QtGui.QRegExpValidator(QtCore.QRegExp(".+"), self))
+        self._combo, self._edit = None, None
         layout = QtWidgets.QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._edit)
+        self._browse = qt.internal(QtWidgets.QToolButton(self))
+        self._browse.setText("...")
+        self._browse.clicked.connect(self.browse)
         layout.addWidget(self._browse)
-        self._edit.textChanged.connect(self._on_text)
+        self._make_editor(True)
 
-    def _on_text(self, text: str) -> None:
-        patterns = [p for f in self._name_filters for p in re.findall(r"\(([^)]*)\)", f) or [f] for p in p.split()]
-        if not patterns or any(fnmatch.fnmatch(os.path.basename(text), p) for p in patterns):
-            self.currentPathChanged.emit(text)
-        if self.isValid() != self._valid:
-            self._valid = not self._valid
+    def _make_editor(self, use_combo_box: bool) -> None:
+        path = self._edit.text() if self._edit is not None else ""
+        old = self._combo if self._combo is not None else self._edit
+        if use_combo_box:
+            self._combo = qt.internal(QtWidgets.QComboBox(self))
+            self._combo.setEditable(True)
+            self._combo.setInsertPolicy(QtWidgets.QComboBox.NoInsert)
+            self._edit = qt.internal(self._combo.lineEdit())
+        else:
+            self._combo, self._edit = None, qt.internal(QtWidgets.QLineEdit(self))
+        self._edit.setValidator(self._validator)
+        if old is not None:
+            old.deleteLater()
+        self.layout().insertWidget(0, self._combo if self._combo is not None else self._edit)
+        self._edit.setText(path)
+        self._edit.textChanged.connect(self._update_has_valid_input)
+
+    def _update_has_valid_input(self, text: str = "") -> None:
+        was_valid, self._valid = self._valid, self._edit.hasAcceptableInput()
+        if self._valid:
+            self.currentPathChanged.emit(self._edit.text())
+        if self._valid != was_valid:
             self.validInputChanged.emit(self._valid)
+
+    @QtCore.pyqtSlot(result=QtCore.QObject)
+    def comboBox(self):
+        return self._combo
 
     def getCurrentPath(self) -> str:
         return self._edit.text()
 
     @QtCore.pyqtSlot(str)
     def setCurrentPath(self, path: str) -> None:
-        if path != self._edit.text():
-            self._edit.setText(path)
+        self._edit.setText(path)
 
     currentPath = QtCore.pyqtProperty(str, getCurrentPath, setCurrentPath)
+
+    @QtCore.pyqtSlot()
+    def browse(self) -> None:
+        start = self._edit.text()
+        if self._filters & self.Files and self._filters & self.Writable:
+            path = QtWidgets.QFileDialog.getSaveFileName(self, "Select a file to save ", start,
+                                                         ";;".join(self._name_filters))[0]
+        elif self._filters & self.Files:
+            path = QtWidgets.QFileDialog.getOpenFileName(self, "Open a file", start, ";;".join(self._name_filters))[0]
+        else:
+            path = QtWidgets.QFileDialog.getExistingDirectory(self, "Select a directory...", start)
+        if path:
+            self.setCurrentPath(path)
+
+    def getShowHistoryButton(self) -> bool:
+        return self._combo is not None
+
+    def setShowHistoryButton(self, visible: bool) -> None:
+        self._make_editor(bool(visible))
+
+    showHistoryButton = QtCore.pyqtProperty(bool, getShowHistoryButton, setShowHistoryButton)
 
     def getFilters(self) -> int:
         return self._filters
@@ -150,6 +211,7 @@ class ctkPathLineEdit(QtWidgets.QWidget):
 
     def setNameFilters(self, filters) -> None:
         self._name_filters = list(filters)
+        self._validator.setRegExp(QtCore.QRegExp(name_filters_to_regexp(self._name_filters)))
 
     nameFilters = QtCore.pyqtProperty("QStringList", getNameFilters, setNameFilters)
 
@@ -160,17 +222,6 @@ class ctkPathLineEdit(QtWidgets.QWidget):
         self._label = label
 
     label = QtCore.pyqtProperty(str, getLabel, setLabel)
-
-    def isValid(self) -> bool:
-        """As CTK: an existing path of the filtered type (Writable: a new file in an existing folder counts)."""
-        path = self._edit.text()
-        if not path:
-            return False
-        if self._filters & self.Writable and not os.path.exists(path):
-            return os.path.isdir(os.path.dirname(path) or ".")
-        if os.path.isdir(path):
-            return bool(self._filters & self.Dirs)
-        return os.path.isfile(path) and bool(self._filters & self.Files)
 
 
 class ctkMessageBox(QtWidgets.QMessageBox):

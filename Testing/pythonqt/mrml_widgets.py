@@ -6,15 +6,19 @@ They mirror Slicer 5.8.1's ``Libs/MRML/Widgets/qMRMLWidget.h``, ``qMRMLNodeCombo
 methods (currentNode, setCurrentNode, nodeCount, nodeFromIndex, checkedNodes, setCheckState, ...) and signals
 (currentNodeChanged(vtkMRMLNode*), currentNodeIDChanged(QString), checkedNodesChanged(), mrmlSceneChanged(...)), and
 the behaviour a module relies on: nodes of the listed classes (subclasses only with showChildNodeTypes; nodes hidden
-from editors only with showHidden) in scene order; the first node selected when None is not offered (QComboBox
-selects the first row inserted into an empty list); a removed current node replaced by the row that takes its
-place, with currentNodeChanged emitted; the list kept in step with the scene's NodeAdded / NodeRemoved events and
-refreshed once after a batch (scene import or close).
+from editors only with showHidden) in scene order; the first node selected when None is not offered and the list was
+empty (QComboBox selects the first row inserted into an empty list); set to None without a None row, the box stays
+blank (``qMRMLNodeComboBox.cxx`` v5.8.1 :915-947, v5.6.2 :874-906: ``setCurrentIndex(-1)``), also when nodes are
+added later; a removed current node replaced by the row that takes its place, with currentNodeChanged emitted; the
+list kept in step with the scene's NodeAdded / NodeRemoved events and refreshed once after a batch (scene import or
+close). The C++ argument types of the ``object`` signals are in ``cpp_signal_types`` (``qMRMLNodeComboBox.h``
+:328-361, ``qMRMLWidget.h``:66), so that ``connect("currentNodeChanged(vtkMRMLNode*)", ...)`` matches in full.
 """
 
 from __future__ import annotations
 
 import qt
+import vtk
 from PyQt5 import QtCore, QtWidgets
 
 
@@ -23,6 +27,7 @@ class qMRMLWidget(QtWidgets.QWidget):
     """``qMRMLWidget.h``: holds a scene; ``setMRMLScene`` emits ``mrmlSceneChanged(vtkMRMLScene*)``."""
 
     mrmlSceneChanged = QtCore.pyqtSignal(object)
+    cpp_signal_types = {"mrmlSceneChanged": ("vtkMRMLScene*",)}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -47,7 +52,8 @@ class qMRMLNodeComboBox(QtWidgets.QWidget):
     nodeAdded = QtCore.pyqtSignal(object)
     nodeAboutToBeRemoved = QtCore.pyqtSignal(object)
     mrmlSceneChanged = QtCore.pyqtSignal(object)
-    _BATCH_EVENTS = ("StartBatchProcessEvent", "EndBatchProcessEvent")
+    cpp_signal_types = {"currentNodeChanged": ("vtkMRMLNode*",), "nodeAdded": ("vtkMRMLNode*",),
+                        "nodeAboutToBeRemoved": ("vtkMRMLNode*",), "mrmlSceneChanged": ("vtkMRMLScene*",)}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -125,11 +131,22 @@ class qMRMLNodeComboBox(QtWidgets.QWidget):
             for event in ("NodeAddedEvent", "NodeRemovedEvent", "EndBatchProcessEvent", "EndCloseEvent",
                           "EndImportEvent"):
                 self._observations.append((scene, scene.AddObserver(getattr(scene, event), self._on_scene_event)))
+            self._observations.append((scene, scene.AddObserver(scene.NodeAboutToBeRemovedEvent,
+                                                                self._node_leaving_callback(), -10.0)))
         self._refresh()
         self.mrmlSceneChanged.emit(scene)
 
     def mrmlScene(self):
         return self._scene
+
+    def _node_leaving_callback(self):
+        """The row of a node leaves at NodeAboutToBeRemovedEvent (priority -10), while the node is still in the
+        scene, as ``qMRMLSceneModel.cxx`` v5.8.1 :366, :1222-1275 removes it."""
+        @vtk.calldata_type(vtk.VTK_OBJECT)
+        def leaving(caller, event, node) -> None:
+            if not caller.IsBatchProcessing() and not caller.IsClosing():
+                self._refresh(leaving=node.GetID())
+        return leaving
 
     def _on_scene_event(self, caller, event) -> None:
         if caller.IsBatchProcessing() and event in ("NodeAddedEvent", "NodeRemovedEvent"):
@@ -144,26 +161,30 @@ class qMRMLNodeComboBox(QtWidgets.QWidget):
                 return True
         return False
 
-    def _nodes(self) -> list:
+    def _nodes(self, leaving: str = "") -> list:
         if self._scene is None:
             return []
         nodes = [self._scene.GetNthNode(i) for i in range(self._scene.GetNumberOfNodes())]
-        return [n for n in nodes if n is not None and self._listed(n)]
+        return [n for n in nodes if n is not None and n.GetID() != leaving and self._listed(n)]
 
-    def _refresh(self) -> None:
-        """Rebuild the rows from the scene; keep the current node, else take the row that replaces it."""
-        previous_id = self._current_id
-        previous_index = max(self._combo.currentIndex(), 0)
+    def _refresh(self, leaving: str = "") -> None:
+        """Rebuild the rows from the scene; keep the current node, else take the row that replaces it (QComboBox
+        ``_q_rowsRemoved``); a blank box stays blank unless it had no rows (``_q_rowsInserted`` selects row 0)."""
+        previous_id, previous_index = self._current_id, self._combo.currentIndex()
+        was_empty = self._combo.count() == 0
         self._combo.blockSignals(True)
         self._combo.clear()
         if self._none_enabled:
             self._combo.addItem("None", "")
-        for node in self._nodes():
+        for node in self._nodes(leaving):
             self._combo.addItem(node.GetName(), node.GetID())
         self._refresh_checks()
-        index = self._combo.findData(previous_id) if previous_id else (0 if self._none_enabled else -1)
-        if index < 0 and self._combo.count():
-            index = min(previous_index, self._combo.count() - 1)
+        if previous_id:
+            index = self._combo.findData(previous_id)
+            if index < 0 and self._combo.count():
+                index = min(max(previous_index, 0), self._combo.count() - 1)
+        else:
+            index = 0 if self._none_enabled or (was_empty and self._combo.count()) else -1
         self._combo.setCurrentIndex(index)
         self._combo.blockSignals(False)
         self._on_index(self._combo.currentIndex())
@@ -191,8 +212,8 @@ class qMRMLNodeComboBox(QtWidgets.QWidget):
 
     @QtCore.pyqtSlot(str)
     def setCurrentNodeID(self, node_id: str) -> None:
-        index = self._combo.findData(node_id) if node_id else (0 if self._none_enabled else -1)
-        self._combo.setCurrentIndex(index)
+        index = self._combo.findData(node_id) if node_id else -1
+        self._combo.setCurrentIndex(0 if index < 0 and self._none_enabled else index)
 
     def nodeCount(self) -> int:
         return self._combo.count() - (1 if self._none_enabled else 0)
@@ -207,8 +228,11 @@ class qMRMLNodeComboBox(QtWidgets.QWidget):
 class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
     """``qMRMLCheckableNodeComboBox.h``: every listed node has a check box (unchecked when it appears);
     ``checkedNodes()``, ``uncheckedNodes()``, ``checkState(node)``, ``setCheckState(node, state)``; signal
-    ``checkedNodesChanged()`` whenever a check changes. Shows the checked nodes' names, as ctkCheckableComboBox
-    does."""
+    ``checkedNodesChanged()`` when a check changes, and not when a checked node leaves the scene: the real signal is
+    ctkCheckableComboBox's ``checkedIndexesChanged``, emitted from ``onDataChanged`` only
+    (``qMRMLCheckableNodeComboBox.cxx``:95 at v5.6.2 and v5.8.1; CTK ``82cae578``
+    ``Libs/Widgets/ctkCheckableComboBox.cpp``:157-168, 300-313, 371-377), never on rows removed. Shows the checked
+    nodes' names, as ctkCheckableComboBox does."""
 
     checkedNodesChanged = QtCore.pyqtSignal()
 
@@ -219,27 +243,27 @@ class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
         self._combo.lineEdit().setReadOnly(True)
 
     def _refresh_checks(self) -> None:
-        present = {self._combo.itemData(i) for i in range(self._combo.count())}
-        gone = self._checked - present
-        self._checked &= present
+        self._checked &= {self._combo.itemData(i) for i in range(self._combo.count())}
         for row in range(self._combo.count()):
             item = self._combo.model().item(row)
             if item is not None and self._combo.itemData(row):
                 item.setCheckable(True)
                 item.setCheckState(QtCore.Qt.Checked if self._combo.itemData(row) in self._checked
                                    else QtCore.Qt.Unchecked)
-        if gone:
-            QtCore.QTimer.singleShot(0, self.checkedNodesChanged.emit)
 
     def _on_index(self, index: int) -> None:
         super()._on_index(index)
         self._combo.lineEdit().setText(", ".join(n.GetName() for n in self.checkedNodes()) or "None")
 
+    def _listed_nodes(self) -> list:
+        ids = [self._combo.itemData(row) for row in range(self._combo.count())]
+        return [self._scene.GetNodeByID(node_id) for node_id in ids if node_id]
+
     def checkedNodes(self) -> list:
-        return [n for n in self._nodes() if n.GetID() in self._checked]
+        return [n for n in self._listed_nodes() if n.GetID() in self._checked]
 
     def uncheckedNodes(self) -> list:
-        return [n for n in self._nodes() if n.GetID() not in self._checked]
+        return [n for n in self._listed_nodes() if n.GetID() not in self._checked]
 
     def checkState(self, node) -> int:
         return QtCore.Qt.Checked if node is not None and node.GetID() in self._checked else QtCore.Qt.Unchecked

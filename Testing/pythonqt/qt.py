@@ -6,8 +6,11 @@ What PythonQt does differently from PyQt5, and what this module therefore reprod
 
 - every Qt property is a Python attribute (``button.text``, ``spin.value = 3``, ``table.rowCount``); it hides a getter
   method of the same name, so ``button.text()`` fails as it does in Slicer;
-- ``obj.connect("clicked()", callable)`` / ``obj.disconnect(...)`` with C++ signal signatures, besides
-  ``obj.clicked.connect(callable)``;
+- ``obj.connect("clicked()", callable)`` / ``obj.disconnect(...)`` with C++ signal signatures, matched in full
+  (name and argument types, normalized as ``QMetaObject::normalizedSignature``; PythonQt ``db525aff`` (patched-9,
+  the revision CTK pins for Slicer 5.8.1) ``src/PythonQtSignalReceiver.cpp:253-261``,
+  ``src/PythonQtStdDecorators.cpp:50-72``): an unknown signature connects nothing, prints a message and returns
+  False; besides ``obj.clicked.connect(callable)``;
 - ``obj.className()`` (the C++ class name) and ``obj.name`` (the object name) on every QObject;
 - a wrapped object is true unless its C++ object is gone (``if not widget`` tests for null): PyQt5's ``__len__`` on
   containers (an empty QComboBox, QLayout, QListWidget) does not make it false;
@@ -20,6 +23,7 @@ Widgets made by the loader get the attribute behaviour by having their class swa
 from __future__ import annotations
 
 import re
+import sys
 import xml.etree.ElementTree as ET
 
 from PyQt5 import QtCore, QtGui, QtWidgets, sip
@@ -28,33 +32,86 @@ from PyQt5.uic.Loader.loader import DynamicUILoader
 from PyQt5.uic.uiparser import UIParser
 
 _SIGNATURE = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$")
-_CPP_TYPES = {"int": int, "bool": bool, "double": float, "float": float, "QString": str, "const QString&": str}
+_PYTHON_TYPES = {"int": int, "bool": bool, "double": float, "QString": str, "PyQt_PyObject": object}
 _CUSTOM_WIDGETS: dict[str, type] = {}
+CONNECT_FAILURES: list[str] = []  # the messages PythonQt prints for a signal the object does not have
 
 
-def _bound_signal(obj, signature: str):
-    match = _SIGNATURE.match(signature)
-    if not match:
-        raise ValueError(f"not a signal signature: {signature!r}")
-    name, arguments = match.group(1), [a.strip() for a in match.group(2).split(",") if a.strip()]
+def _normalized(signature: str) -> str:
+    return bytes(QtCore.QMetaObject.normalizedSignature(signature)).decode()
+
+
+def _cpp_signals(obj) -> dict:
+    """C++ signature -> (name, PyQt argument types) of every signal of ``obj``'s class. PyQt lists an ``object``
+    argument as ``PyQt_PyObject``; a stand-in names its C++ type in ``cpp_signal_types`` (signal name -> types)."""
+    cls = type(obj)
+    table = _SIGNALS.get(cls)
+    if table is None:
+        declared: dict = {}
+        for klass in reversed(cls.__mro__):
+            declared.update(vars(klass).get("cpp_signal_types", {}))
+        meta, table = obj.metaObject(), {}
+        for index in range(meta.methodCount()):
+            method = meta.method(index)
+            if method.methodType() != QtCore.QMetaMethod.Signal:
+                continue
+            name = bytes(method.name()).decode()
+            types = [bytes(t).decode() for t in method.parameterTypes()]
+            objects = iter(declared.get(name, ()))
+            cpp = [next(objects, t) if t == "PyQt_PyObject" else t for t in types]
+            table.setdefault(_normalized(f"{name}({','.join(cpp)})"), (name, types))
+        _SIGNALS[cls] = table
+    return table
+
+
+_SIGNALS: dict[type, dict] = {}
+
+
+def _python_type(cpp_type: str):
+    name = cpp_type.rstrip("*&").strip()
+    for module in (QtWidgets, QtGui, QtCore):
+        if hasattr(module, name):
+            return getattr(module, name)
+    return _PYTHON_TYPES.get(cpp_type, cpp_type)
+
+
+def _bound_signal(obj, signature: str, action: str = "connect"):
+    """The PyQt signal of ``obj`` with exactly this C++ signature (normalized as Qt does), else None after printing
+    what PythonQt prints (``PythonQtSignalReceiver::getSignalIndex`` looks the signature up with
+    ``QMetaObject::indexOfSignal``; ``PythonQtStdDecorators::connect`` then returns false)."""
+    table = _cpp_signals(obj)
+    found = table.get(_normalized(signature)) if _SIGNATURE.match(signature) else None
+    if found is None:
+        message = (f"PythonQt: QObject::{action}() signal '{signature}' does not exist on "
+                   f"{_cpp_class_name(type(obj))}")
+        CONNECT_FAILURES.append(message)
+        sys.stderr.write(message + "\n")
+        return None
+    name, types = found
     signal = getattr(obj, name)
-    if len(arguments) == 1 and arguments[0] in _CPP_TYPES:
+    if types and sum(1 for other, _ in table.values() if other == name) > 1:
+        key = tuple(_python_type(t) for t in types)
         try:
-            return signal[_CPP_TYPES[arguments[0]]]
+            return signal[key if len(key) > 1 else key[0]]
         except (KeyError, TypeError):
-            return signal
+            pass
     return signal
 
 
 def _connect(self, signal, receiver, slot=None):
-    """PythonQt's ``connect("signal(args)", callable)`` (or ``connect("signal(args)", receiver, "slot(args)")``)."""
-    target = receiver if slot is None else getattr(receiver, _SIGNATURE.match(slot).group(1))
-    _bound_signal(self, signal).connect(target)
+    """PythonQt's ``connect("signal(args)", callable)`` (or ``connect("signal(args)", receiver, "slot(args)")``):
+    False, and nothing connected, when the object has no signal of that signature."""
+    bound = _bound_signal(self, signal)
+    if bound is None:
+        return False
+    bound.connect(receiver if slot is None else getattr(receiver, _SIGNATURE.match(slot).group(1)))
     return True
 
 
 def _disconnect(self, signal, receiver=None, slot=None):
-    bound = _bound_signal(self, signal)
+    bound = _bound_signal(self, signal, "disconnect")
+    if bound is None:
+        return False
     try:
         if receiver is None:
             bound.disconnect()

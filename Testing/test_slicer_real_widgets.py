@@ -18,19 +18,7 @@ from slicer_scene import slicer  # noqa: E402
 import slicer_app  # noqa: E402
 from slicer_app import qt  # noqa: E402
 
-from test_slicer_gui import load_scans  # noqa: E402
-
-
-@pytest.fixture
-def session(tmp_path):
-    session = slicer_app.start(tmp_path / "home")
-    session.load_module()
-    session.enter()
-    session.dialogs = slicer_app.DialogWatcher()
-    yield session
-    session.dialogs.stop()
-    session.quit()
-    assert slicer_app.SLOT_ERRORS == [], "a handler let an exception escape to the console"
+from test_slicer_gui import load_scans, session  # noqa: E402,F401 (session: the panel's fixture)
 
 
 def line_edit(path_field):

@@ -58,6 +58,8 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
         review = logic.segment([scan2, scan3], model, review=True)   # one row per volume, most likely wrong first
         rows = logic.suggest(unlabeled=[scan2, scan3], model=model, count=1, wait=True)  # what to annotate next
         logic.annotate(rows[0])                                  # its volume shown, the Segment Editor opened on it
+        logic.pretrain_in_background(unlabeled=[scan2, scan3])   # returns at once: pre-trains while you annotate
+        model = logic.finetune(labeled=pairs, pretrained=logic.workflow.background_checkpoint(unlabeled=[scan2, scan3]))
 
     Every job method first makes sure the Python packages are there (asking once before installing), then runs the
     workflow's method of the same name. ``wait=True`` keeps Slicer responsive while it waits. A script without the
@@ -108,6 +110,7 @@ class ContrastSegLogic(ScriptedLoadableModuleLogic):
     # ---- the workflow, with the packages it needs ------------------------------------------------------------------
 
     pretrain = _with_packages("pretrain")
+    pretrain_in_background = _with_packages("pretrain_in_background")
     finetune = _with_packages("finetune")
     segment = _with_packages("segment")
     segment_folder = _with_packages("segment_folder")
@@ -176,11 +179,13 @@ class ContrastSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.panel.jobs.cancel()  # its nodes are going: nothing may be imported into the next scene
+        self.panel.background.pause()  # its weights are kept; the next scene's volumes decide what runs next
         self.panel.binding.suspended = True
         self.panel.forget_parameters()
 
     def onSceneEndClose(self, caller, event):
         self.panel.binding.suspended = False
+        self.panel.background.resume()
         if self.parent.isEntered:
             self.panel.show_parameters(self.logic.getParameterNode())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -61,3 +62,22 @@ def test_a_later_call_must_measure_the_same_way(tmp_path, bench, capsys):
     (tmp_path / "bench.json").write_text('{"smoke": false, "threads": 2}\n', encoding="utf-8")
     assert bench.main(["--smoke", "--threads", "1", "--out", str(tmp_path)]) == 1
     assert "repeat those options or choose another --out" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+def test_a_background_start_is_the_panel_chain_stopped_after_the_annotation_time(tmp_path, bench):
+    """``--inits background``: the panel's background pre-training runs on the pool for the annotation time (10 s
+    per labeled volume in smoke), is stopped, and every budget's fine-tune starts from the checkpoint it kept,
+    timed alone."""
+    assert bench.main(["--smoke", "--threads", "1", "--inits", "background", "--out", str(tmp_path)]) == 0
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r["init"], float(r["budget_s"])) for r in rows] == [("background", 5.0), ("background", 10.0)]
+    start = tmp_path / "annotation" / "phantom" / "after-1-labeled.pt"
+    from ContrastSegLib.runtime.checkpoint import load_checkpoint
+    kept = load_checkpoint(start).metadata
+    assert kept["stage"] == "pretrain-global" and kept["stopped"]["planned"] == 10000  # the panel's, stopped
+    for row in rows:
+        assert 10.0 <= float(row["pretraining_s"]) < 60.0  # the annotation time, not in the budget
+    for record in (tmp_path / "runs").glob("*/run.json"):
+        command = json.loads(record.read_text(encoding="utf-8"))["command"]
+        assert command[command.index("--init") + 1] == str(start) and "--time-budget" in command

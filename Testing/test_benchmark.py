@@ -436,3 +436,12 @@ def test_a_stop_during_a_cell_ends_the_run_and_records_no_stopped_cell(tmp_path,
     code, _, _ = benchmark(capsys, out, "--methods", "random", "--labeled", "1", "--seeds", "2")
     assert code == 0 and len(calls) == 3  # only the stopped cell again
     assert [r["seed"] for r in read_results(out)] == ["0", "1"]
+
+
+def test_the_thin_structure_phantoms_are_a_dataset_of_their_own(tmp_path):
+    prepared = prepare_dataset("phantom-thin", None, tmp_path / "data", PROFILES["smoke"])
+    assert prepared.structures == {1: "LV", 2: "myocardium", 3: "RV", 4: "oesophagus"}
+    assert prepared.split.test == tuple(load_split_file(packaged_split_path("phantom-thin"))["test"])
+    assert (tmp_path / "data" / "phantom-thin" / "dataset.json").is_file()
+    plain = prepare_dataset("phantom", None, tmp_path / "data", PROFILES["smoke"])  # beside it, not instead
+    assert plain.structures == {1: "LV", 2: "myocardium", 3: "RV"}

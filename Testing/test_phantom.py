@@ -128,3 +128,28 @@ def test_bad_counts_and_indices_are_refused(tmp_path):
     assert not (tmp_path / "none").exists()
     with pytest.raises(ContrastSegError):
         make_phantom(-1)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_a_thin_structure_subject_adds_a_small_dark_tube_and_changes_nothing_else_of_the_anatomy(index):
+    from scipy import ndimage
+    from ContrastSegLib.data.phantom import THIN_LABEL
+    _, label = make_phantom(index, seed=0)
+    image, thin_label = make_phantom(index, seed=0, thin_structure=True)
+    tube = thin_label.array == THIN_LABEL
+    assert np.array_equal(np.where(tube, 0, thin_label.array), label.array)  # the tube only where nothing was
+    assert (label.array[tube] == 0).all()
+    assert all(tube[k].sum() >= 4 for k in range(tube.shape[0]))  # through every slice
+    assert 0.005 <= tube.sum() / (thin_label.array > 0).sum() <= 0.03  # 1-2 % of the labeled voxels
+    around = ndimage.binary_dilation(tube, iterations=2) & ~tube
+    assert np.median(image.array[tube]) < 0.8 * np.median(image.array[around])
+
+
+def test_a_thin_structure_dataset_names_and_colours_the_fourth_label(tmp_path):
+    from ContrastSegLib.cli import main
+    assert main(["phantom", "--out", str(tmp_path / "thin"), "--n", "2", "--thin-structure"]) == 0
+    description = json.loads((tmp_path / "thin" / "dataset.json").read_text())
+    assert description["labels"] == {"0": "background", "1": "LV", "2": "myocardium", "3": "RV", "4": "oesophagus"}
+    assert set(description["contrastseg_colors"]) == {"1", "2", "3", "4"}
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "thin" / "labelsTr" / "phantom_001.nii.gz")))
+    np.testing.assert_array_equal(label, make_phantom(1, seed=0, thin_structure=True)[1].array)

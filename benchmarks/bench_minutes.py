@@ -1,7 +1,7 @@
 """Dice against minutes: the Slicer panel's default fine-tuning on a CPU, within a time budget of a few minutes.
 
     python benchmarks/bench_minutes.py [--datasets brain-offline,phantom] [--labeled 1,2] [--seeds 3]
-        [--budgets 2m,5m,10m,20m] [--inits random] [--out bench_output/minutes] [--threads N] [--smoke]
+        [--budgets 2m,5m,10m,20m] [--inits random,background] [--out bench_output/minutes] [--threads N] [--smoke]
 
 For every dataset, |X_L|, seed, initialisation and budget, one job at a time: the ``contrastseg finetune`` command
 the panel builds from its default parameters (``ContrastSegParameters`` over an empty parameter node; budget and
@@ -19,27 +19,28 @@ the defaults). Torch threads: the machine's default, or ``--threads N`` (OMP_NUM
 Data: brain-offline (``ensure_brain_offline``, 20 labeled subjects) and ``PHANTOM_SUBJECTS`` phantoms (family 0,
 in OUT/data); per dataset ``TEST_VOLUMES`` test volumes fixed by ``make_split`` (seed 0), each seed's labeled
 volumes drawn from the rest by ``labeled_draw`` (nested in |X_L|). ``--inits``: ``random`` (the panel's "no
-pre-training"); a pre-trained start (the panel's "pretrained-file", a checkpoint made beforehand) is one more
-``INITIALISATIONS`` entry.
+pre-training") and ``background`` (its "pre-train in the background while I annotate": the checkpoint its background
+chain keeps after ``--annotation-minutes`` per labeled volume on the pool's images, ``annotation_pretraining.py``;
+that time is the user's annotating and is not in the budget).
 
-``--smoke`` checks that the script works in well under a minute, its numbers meaningless: phantoms only (3
-subjects, 2 of them for testing), |X_L| 1, one seed, budgets 5s and 10s and, overriding the panel's defaults as the
-real mode never does, channels 8,16 and crop 32 (the iterations stay the panel's: the budget ends the run).
+``--smoke`` checks that the script works in well under a minute, its numbers meaningless: phantoms only (4
+subjects, 2 of them for testing), |X_L| 1, one seed, budgets 5s and 10s, 10 s of annotation per labeled volume and,
+overriding the panel's defaults as the real mode never does, channels 8,16 and crop 32 (the iterations stay the
+panel's: the budget ends the run).
 
 Output in OUT, each file written atomically: runs/<run>/run.json per finished run (a later call skips it; a killed
 run is redone) beside its manifest, model, predictions and logs; results.csv (a row per run), results.md (mean ±
-std over seeds, lowest structure Dice, budget share; Dice per structure) and dice_vs_minutes.png. The default grid
+std over seeds, lowest structure Dice, budget share; Dice per structure) and dice_vs_minutes.png
+(``minutes_report.py``). The default grid
 takes about 7.5 hours: 2 datasets × 2 |X_L| × 3 seeds × 37 minutes of budgets, plus prediction.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -48,7 +49,6 @@ from pathlib import Path
 
 import torch
 
-from ContrastSegLib.benchmark.markdown import MISSING, table_line
 from ContrastSegLib.benchmark.pipeline import score_cases
 from ContrastSegLib.benchmark.report import structure_key
 from ContrastSegLib.benchmark.split_files import FixedSplit, labeled_draw
@@ -58,8 +58,8 @@ from ContrastSegLib.data.discovery import Case, Dataset, discover
 from ContrastSegLib.data.phantom import write_phantom_dataset
 from ContrastSegLib.data.splits import make_split
 from ContrastSegLib.errors import ContrastSegError
-from ContrastSegLib.evaluation import summarise, write_rows
-from ContrastSegLib.io import write_bytes, write_text
+from ContrastSegLib.evaluation import summarise
+from ContrastSegLib.io import write_text
 from ContrastSegLib.runtime.budget import format_duration, parse_duration
 from ContrastSegLib.runtime.checkpoint import load_checkpoint
 from ContrastSegLib.settings import DEFAULT_CHANNELS
@@ -72,10 +72,15 @@ from ContrastSegLogic.parameters import ContrastSegParameters  # noqa: E402
 from ContrastSegLogic.process import contrastseg_command, library_environment  # noqa: E402
 from ContrastSegLogic.workflow import finetune_arguments, finetune_settings  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from annotation_pretraining import ANNOTATION_MINUTES, annotation_checkpoint, annotation_stages  # noqa: E402
+from minutes_report import write_outputs  # noqa: E402
+
 DEVICE = "cpu"
 TEST_VOLUMES, PHANTOM_SUBJECTS = 6, 20
 SMOKE = {"datasets": "phantom", "labeled": "1", "seeds": 1, "budgets": "5s,10s"}
-SMOKE_TEST_VOLUMES, SMOKE_PHANTOM_SUBJECTS, SMOKE_CHANNELS, SMOKE_CROP = 2, 3, (8, 16), 32
+SMOKE_TEST_VOLUMES, SMOKE_PHANTOM_SUBJECTS, SMOKE_CHANNELS, SMOKE_CROP = 2, 4, (8, 16), 32  # a pool of 2: G^D compares volumes
+SMOKE_ANNOTATION_SHARE = 1 / 120  # of the annotation minutes: 10 s per labeled volume
 
 
 @dataclass(frozen=True)
@@ -117,31 +122,31 @@ class ParameterNode(dict):
         self[name] = text
 
 
-def random_initialisation(run: Run, out: Path) -> dict[str, str]:
-    return {"initialisation": "random"}
+# name -> the panel's parameter values that choose it, given the checkpoint made beforehand (``start``)
+INITIALISATIONS = {"random": lambda start: {"initialisation": "random"},
+                   "background": lambda start: {"initialisation": "pretrained-file", "pretrainedPath": start}}
 
 
-# name -> the panel's parameter values that choose it for a run. A "pretrained" entry would give "pretrained-file"
-# and the path of a checkpoint made beforehand under OUT (for example OUT/pretrained/seed<s>.pt).
-INITIALISATIONS = {"random": random_initialisation}
-
-
-def panel_parameters(run: Run, out: Path) -> ContrastSegParameters:
-    """The panel's defaults with the initialisation of ``run``."""
+def panel_parameters(run: Run, start: str | None = None) -> ContrastSegParameters:
+    """The panel's defaults with the initialisation of ``run`` (``start``: its checkpoint, for a pre-trained one)."""
     parameters = ContrastSegParameters(ParameterNode())
-    for key, value in INITIALISATIONS[run.init](run, out).items():
+    for key, value in INITIALISATIONS[run.init](start).items():
         parameters.set(key, value)
     if parameters.pretraining() is not None:
         raise ContrastSegError(f"--inits {run.init}: pre-training now is a chain of jobs, not one fine-tuning job")
     return parameters
 
 
-def panel_command(run: Run, out: Path, manifest: Path, model: Path, smoke: bool) -> list[str]:
-    """The ``contrastseg finetune`` arguments the panel builds for ``run`` (smoke: smaller UNet and crop)."""
-    parameters = panel_parameters(run, out)
+def panel_grid(parameters: ContrastSegParameters, smoke: bool) -> tuple:
+    """(preprocessing, UNet widths) of the panel's jobs (smoke: smaller UNet and crop)."""
     preprocess, channels = parameters.preprocess_config(), DEFAULT_CHANNELS  # the panel passes no channels
-    if smoke:
-        preprocess, channels = replace(preprocess, crop_size=SMOKE_CROP), SMOKE_CHANNELS
+    return (replace(preprocess, crop_size=SMOKE_CROP), SMOKE_CHANNELS) if smoke else (preprocess, channels)
+
+
+def panel_command(run: Run, manifest: Path, model: Path, smoke: bool, start: str | None = None) -> list[str]:
+    """The ``contrastseg finetune`` arguments the panel builds for ``run``, from ``start`` when pre-trained."""
+    parameters = panel_parameters(run, start)
+    preprocess, channels = panel_grid(parameters, smoke)
     settings = finetune_settings(replace(parameters.finetune_config(), seed=run.seed), DEVICE, run.budget_s)
     return finetune_arguments(manifest, model, settings, preprocess, channels, parameters.pretrained_path())
 
@@ -198,7 +203,8 @@ def execute(run: Run, data: BenchData, out: Path, folder: Path, smoke: bool, env
     labeled = labeled_draw(data.split, run.labeled, run.seed)
     manifest = write_manifest(folder / "labeled.json", data.cases(labeled), data.dataset)
     model = folder / "model.pt"
-    arguments = panel_command(run, out, manifest, model, smoke)
+    start, annotation_s = background_start(run, data, out, smoke, env) if run.init == "background" else (None, 0.0)
+    arguments = panel_command(run, manifest, model, smoke, start)
     wall_s = timed_job(contrastseg_command(*arguments), folder / "finetune.log", env)
     metadata = load_checkpoint(model).metadata
     test = data.cases(data.split.test)
@@ -214,9 +220,23 @@ def execute(run: Run, data: BenchData, out: Path, folder: Path, smoke: bool, env
            "steps": steps, "seconds_per_step": round(training_s / steps, 4) if steps else math.nan,
            "training_s": round(training_s, 2), "predict_s": round(predict_s, 2), "mean_dice": summary["mean"],
            **{f"dice_{structure_key(name)}": summary[name] for name in data.structures.values()},
-           "threads": job_threads(env), "labeled_cases": " ".join(labeled)}
+           "threads": job_threads(env), "labeled_cases": " ".join(labeled),
+           "pretraining_s": round(annotation_s, 1)}
     return {"row": row, "structures": list(data.structures.values()), "test_cases": list(data.split.test),
             "command": ["contrastseg", *arguments]}
+
+
+def background_start(run: Run, data: BenchData, out: Path, smoke: bool, env: dict[str, str]) -> tuple[str, float]:
+    """The checkpoint the panel's background pre-training keeps while ``run.labeled`` volumes are annotated (one
+    chain per dataset, on its pool's images, going on from one |X_L| to the next), and the seconds it ran."""
+    parameters = ContrastSegParameters(ParameterNode())
+    preprocess, channels = panel_grid(parameters, smoke)
+    pool = data.cases(data.split.pool)
+    stages = annotation_stages(parameters.pretraining_stages(), DEVICE, len(pool), channels)
+    path, seconds = annotation_checkpoint(out / "annotation" / run.dataset, [case.image for case in pool],
+                                          run.labeled, ANNOTATION_MINUTES * (SMOKE_ANNOTATION_SHARE if smoke else 1),
+                                          stages, preprocess, channels, env)
+    return str(path), seconds
 
 
 def finished_or_run(run: Run, data: BenchData, out: Path, smoke: bool, env: dict[str, str]) -> tuple[dict, bool]:
@@ -230,96 +250,6 @@ def finished_or_run(run: Run, data: BenchData, out: Path, smoke: bool, env: dict
     result = execute(run, data, out, folder, smoke, env)
     write_text(json.dumps(result, indent=2) + "\n", record)
     return result, True
-
-
-# ---- report ----------------------------------------------------------------------------------------------------
-
-def grouped(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """(dataset, labeled, init, budget_s) -> the rows of its seeds, in that order."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: (r["dataset"], r["labeled"], r["init"], r["budget_s"], r["seed"])):
-        groups.setdefault((row["dataset"], row["labeled"], row["init"], row["budget_s"]), []).append(row)
-    return groups
-
-
-def mean_std(values: list[float], decimals: int = 3) -> str:
-    """Mean ± sample std of the finite values (a single value alone)."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return MISSING
-    spread = f" ± {statistics.stdev(values):.{decimals}f}" if len(values) > 1 else ""
-    return f"{statistics.fmean(values):.{decimals}f}{spread}"
-
-
-def lowest_structure(rows: list[dict], structures: list[str]) -> str:
-    value, name = min((row[f"dice_{structure_key(s)}"], s) for row in rows for s in structures)
-    return f"{value:.3f} ({name})"
-
-
-def markdown(rows: list[dict], structures: dict[str, list[str]], header: str) -> str:
-    columns = ["dataset", "|X_L|", "init", "budget", "seeds", "mean Dice", "lowest structure Dice",
-               "budget share", "steps", "s per step"]
-    lines = ["# Dice against minutes", "", header, "", "## Mean Dice (mean ± std over seeds)", "",
-             table_line(columns), table_line(["---"] * len(columns))]
-    for (dataset, labeled, init, budget), group in grouped(rows).items():
-        shares = [100 * row["share_of_budget"] for row in group]
-        lines.append(table_line([dataset, str(labeled), init, format_duration(budget), str(len(group)),
-                                 mean_std([row["mean_dice"] for row in group]),
-                                 lowest_structure(group, structures[dataset]),
-                                 f"{min(shares):.0f}–{max(shares):.0f} %",
-                                 mean_std([row["steps"] for row in group], 0),
-                                 mean_std([row["seconds_per_step"] for row in group], 3)]))
-    for dataset, names in structures.items():
-        columns = ["|X_L|", "init", "budget", *names]
-        lines += ["", f"## Dice per structure, {dataset} (mean ± std over seeds)", "", table_line(columns),
-                  table_line(["---"] * len(columns))]
-        for (name, labeled, init, budget), group in grouped(rows).items():
-            if name == dataset:
-                lines.append(table_line([str(labeled), init, format_duration(budget),
-                                         *(mean_std([row[f"dice_{structure_key(s)}"] for row in group])
-                                           for s in names)]))
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[dict], path: Path) -> Path:
-    """Mean Dice against budget minutes, a line per dataset × |X_L| × init, std over seeds as error bars."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7.5, 4.5), dpi=100)
-    FigureCanvasAgg(figure)
-    ax = figure.subplots()
-    lines: dict[tuple, list[tuple[float, float, float]]] = {}
-    for (dataset, labeled, init, budget), group in grouped(rows).items():
-        dice = [row["mean_dice"] for row in group]
-        spread = statistics.stdev(dice) if len(dice) > 1 else 0.0
-        lines.setdefault((dataset, labeled, init), []).append((budget / 60, statistics.fmean(dice), spread))
-    for (dataset, labeled, init), points in lines.items():
-        points.sort()
-        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
-                    capsize=3, label=f"{dataset}, {labeled} labeled, {init}")
-    budgets = sorted({row["budget_s"] for row in rows})
-    ax.set_xscale("log")
-    ax.set_xticks([b / 60 for b in budgets], [format_duration(b) for b in budgets])
-    ax.minorticks_off()
-    ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("time budget on the CPU (minutes, log scale)")
-    ax.set_ylabel("mean Dice on the test volumes")
-    ax.set_title("The panel's default fine-tuning: Dice against minutes", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", facecolor="white")
-    return write_bytes(buffer.getvalue(), path, overwrite=True)
-
-
-def write_outputs(out: Path, records: list[dict], header: str) -> None:
-    rows = [record["row"] for record in records]
-    structures = {record["row"]["dataset"]: record["structures"] for record in records}
-    write_rows(rows, out / "results.csv", overwrite=True)
-    write_text(markdown(rows, structures, header), out / "results.md", overwrite=True)
-    plot(rows, out / "dice_vs_minutes.png")
 
 
 # ---- command line ----------------------------------------------------------------------------------------------

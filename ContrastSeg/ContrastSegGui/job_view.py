@@ -3,7 +3,7 @@ other job buttons are disabled; the progress bar, the status line (stage, step, 
 button follow it; a ``QTimer`` polls it on the main thread, where its results are imported. The job's warnings (e.g.
 a structure not learned) stay under the status line once it succeeded.
 
-    view = JobView(ui, [ui.finetuneButton, ui.segmentButton])
+    view = JobView(ui, [ui.finetuneButton, ui.segmentButton], on_end=background.resume)
     view.start(ui.finetuneButton, job, on_success=lambda model: ...)
 """
 
@@ -32,10 +32,11 @@ def shown_errors(what: str) -> Iterator[None]:
 
 
 class JobView:
-    """``buttons``: every button that starts a job (their own label is restored when the job ends)."""
+    """``buttons``: every button that starts a job (their own label is restored when the job ends); ``on_end``:
+    called when a job has ended, whatever its outcome."""
 
-    def __init__(self, ui, buttons, poll_ms: int = POLL_MS):
-        self.ui, self.buttons = ui, list(buttons)
+    def __init__(self, ui, buttons, poll_ms: int = POLL_MS, on_end: Callable[[], None] | None = None):
+        self.ui, self.buttons, self.on_end = ui, list(buttons), on_end
         self.labels = {button.objectName: button.text for button in self.buttons}
         self.job = None
         self._button = self._on_success = None
@@ -124,6 +125,8 @@ class JobView:
             self._log(job.error)
             if job.state == "failed":
                 slicer.util.errorDisplay(job.error, windowTitle="ContrastSeg")
+        if self.on_end is not None:
+            self.on_end()
 
     def _set_enabled(self, enabled: bool) -> None:
         for button in self.buttons:

@@ -19,6 +19,7 @@ from ContrastSegLogic.errors import SceneInputError
 from ContrastSegLogic.parameters import FIELDS, ContrastSegParameters
 from ContrastSegLogic.review_table import show_in_views
 
+from .background_view import BackgroundView
 from .bindings import CheckableNames, GuiBinding, RadioChoice
 from .job_view import JobView, shown_errors
 from .tables import show_metrics, show_pairs, show_review, show_segment_names, show_suggestions, show_verdict
@@ -41,6 +42,7 @@ class ContrastSegPanel:
         ui.deviceCombo.addItems(list(FIELDS["device"].choices))
         self.binding = GuiBinding({
             "initialisation": RadioChoice({"pretrained-file": ui.pretrainedFileRadio, "pretrain-now": ui.pretrainNowRadio,
+                                           "pretrain-background": ui.pretrainBackgroundRadio,
                                            "random": ui.randomInitRadio}),
             "pretrainedPath": ui.pretrainedPath, "unlabeledFolder": ui.unlabeledFolderPath,
             "segments": CheckableNames(ui.segmentsList),
@@ -56,8 +58,9 @@ class ContrastSegPanel:
             "reviewVolume": ui.reviewVolumeSelector, "reviewPrediction": ui.reviewPredictionSelector,
             "reviewReference": ui.reviewReferenceSelector, "suggestCount": ui.suggestCountSpin,
         })
+        self.background = BackgroundView(ui, logic)
         self.jobs = JobView(ui, [ui.finetuneButton, ui.segmentButton, ui.segmentFolderButton, ui.evaluateButton,
-                                 ui.suggestButton])
+                                 ui.suggestButton], on_end=self.background.resume)
         for button, handler in ((ui.addPairButton, self.onAddPair), (ui.removePairButton, self.onRemovePair),
                                 (ui.finetuneButton, self.onFinetune), (ui.segmentButton, self.onSegment),
                                 (ui.segmentFolderButton, self.onSegmentFolder), (ui.compareButton, self.onCompare),
@@ -92,6 +95,7 @@ class ContrastSegPanel:
         if self._observed is not None:
             self._observed[0].RemoveObserver(self._observed[1])
         self._observed, self.parameters, self.binding.parameters = None, None, None
+        self.background.follow(None)  # its volumes may be going: stopped, weights kept
         self.suggestions, self.review = [], []
         show_suggestions(self.ui.suggestionsTable, [])
         show_review(self.ui.reviewTable, [])
@@ -107,6 +111,7 @@ class ContrastSegPanel:
                            if complete else [])
         self.binding.update_gui()
         self.ui.modelClassesLabel.text = self._model_description(self.parameters.get("segmentModelPath"))
+        self.background.follow(self.parameters)
 
     def _model_description(self, path: str) -> str:
         """What the Segment model segments (read once per file version)."""
@@ -120,6 +125,7 @@ class ContrastSegPanel:
     def cleanup(self) -> None:
         self.jobs.cancel()
         self.jobs.timer.stop()
+        self.background.shutdown()
         self.forget_parameters()
 
     # ---- Data / Review: the training set -------------------------------------------------------------------------
@@ -161,10 +167,19 @@ class ContrastSegPanel:
         if self.jobs.owns(self.ui.finetuneButton):
             return self.jobs.cancel()
         p = self.parameters
-        self._start(self.ui.finetuneButton, "Fine-tuning", lambda: self.logic.finetune(
-            p.labeled_pairs(), pretrained=p.pretrained_path(), **p.unlabeled_sources(), pretrain=p.pretraining(),
-            settings=p.finetune_config(), preprocess=p.preprocess_config(), segments=p.segment_names(),
-            model_path=p.get("modelPath") or None, cpu_time_budget=p.cpu_time_budget(), wait=False), self._finetuned)
+
+        def launch():
+            background = p.get("initialisation") == "pretrain-background"
+            pretrained = self.background.checkpoint() if background else p.pretrained_path()
+            job = self.logic.finetune(
+                p.labeled_pairs(), pretrained=pretrained, **p.unlabeled_sources(), pretrain=p.pretraining(),
+                settings=p.finetune_config(), preprocess=p.preprocess_config(), segments=p.segment_names(),
+                model_path=p.get("modelPath") or None, cpu_time_budget=p.cpu_time_budget(), wait=False)
+            if background:
+                job.note = (f"from the background pre-training ({self.background.kept})" if pretrained
+                            else "the background pre-training has kept no weights yet: from random initialisation")
+            return job
+        self._start(self.ui.finetuneButton, "Fine-tuning", launch, self._finetuned)
 
     def onEvaluate(self):
         if self.jobs.owns(self.ui.evaluateButton):
@@ -180,14 +195,16 @@ class ContrastSegPanel:
             return self.jobs.cancel()
         p = self.parameters
         model, pretrain = p.suggestion_model(), None
+        background = model is None and p.background_request() is not None  # its weights, once it is paused
         if model is None and p.pretraining() and not self.jobs.running:
             if not slicer.util.confirmOkCancelDisplay(PRETRAIN_FIRST, windowTitle="ContrastSeg"):
                 return
             pretrain = p.pretraining()
         annotated = [volume for volume, _ in p.labeled_pairs() if volume is not None]
         self._start(self.ui.suggestButton, "Suggesting volumes to annotate", lambda: self.logic.suggest(
-            **p.unlabeled_sources(), model=model, count=p.get("suggestCount"), labeled_volumes=annotated,
-            pretrain=pretrain, preprocess=p.preprocess_config(), device=p.get("device"),
+            **p.unlabeled_sources(), model=self.background.checkpoint() if background else model,
+            count=p.get("suggestCount"), labeled_volumes=annotated, pretrain=pretrain,
+            preprocess=p.preprocess_config(), device=p.get("device"),
             cpu_time_budget=p.cpu_time_budget(), wait=False), self._suggested)
 
     def onSegment(self):
@@ -209,11 +226,14 @@ class ContrastSegPanel:
     def _start(self, button, what: str, launch, on_success) -> None:
         if self.jobs.running:
             return  # the other buttons are disabled; a script's click is refused the same way
+        self.background.pause()  # the job gets the whole machine; the background goes on when it ends
         with shown_errors(what):
             with self.jobs.busy(f"{what}: checking the inputs and the installation..."):
                 job = launch()
             notes = (self.logic.last_device_message, getattr(job, "note", ""))
             self.jobs.start(button, job, on_success, "; ".join(note for note in notes if note))
+        if not self.jobs.running:
+            self.background.resume()
 
     def _finetuned(self, job) -> None:
         self.parameters.set("segmentModelPath", job.result)

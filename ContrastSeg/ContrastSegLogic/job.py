@@ -4,8 +4,8 @@ tree, and ``wait()`` for scripts.
 
 The worker thread only reads lines; every callback (progress display, importing results into the scene) runs inside
 ``poll()``/``wait()``, i.e. on the thread that owns the MRML scene. ``stop()`` asks the running training process to
-end early and keep the weights it reached (the job then goes on with its next step); ``cancel()`` ends everything and
-keeps nothing. Whatever the outcome, the job's inputs (copies of the user's scans) and outputs are deleted when it
+end early and keep the weights it reached (the job then goes on with its next step, or, with ``rest=False``, ends
+there and succeeds); ``cancel()`` ends everything and keeps nothing. Whatever the outcome, the job's inputs (copies of the user's scans) and outputs are deleted when it
 ends; its record and log stay.
 
     job = Job("finetune", folder, [step_a, step_b], SubprocessLauncher(), on_success=import_results)
@@ -91,6 +91,7 @@ class Job:
         self._handle: ProcessHandle | None = None
         self._index = -1
         self._last_error_event: str | None = None
+        self._skip_rest = False
 
     @property
     def done(self) -> bool:
@@ -136,10 +137,12 @@ class Job:
             raise JobFailedError(self.error or f"{self.kind} job was {self.state}")
         return self.result
 
-    def stop(self) -> None:
-        """Ask the running process to finish its training stage now and keep the weights it reached."""
+    def stop(self, rest: bool = True) -> None:
+        """Ask the running process to finish its training stage now and keep the weights it reached; ``rest``
+        False: the steps after it are not run, and the job succeeds when it has ended."""
         if self.done or self._handle is None:
             return
+        self._skip_rest = self._skip_rest or not rest
         self.progress.stopping = True
         self._handle.interrupt()
 
@@ -212,7 +215,7 @@ class Job:
             except Exception as error:  # noqa: BLE001 - becomes the job's error
                 self._fail(str(error) or type(error).__name__)
                 return
-        if self._index + 1 < len(self.steps):
+        if self._index + 1 < len(self.steps) and not self._skip_rest:
             self._start_next()
         else:
             try:

@@ -21,7 +21,7 @@ from ContrastSegLib.settings import (DEFAULT_STRATEGY, MASKED_NAME, STRATEGIES, 
 NO_LOCAL_STAGE = "none"
 MASKED = MASKED_NAME  # "first stage": masked-image modelling instead of a global contrastive strategy
 CPU_TIME_BUDGET_MINUTES = 10  # a model in the time of a coffee on a 2-core CPU; GPUs run the papers' iterations
-INITIALISATIONS = ("pretrained-file", "pretrain-now", "random")
+INITIALISATIONS = ("pretrained-file", "pretrain-now", "pretrain-background", "random")
 DEVICES = ("auto", "cuda", "cpu")
 CROP_FROM_DATA = 0  # "cropSize": the library chooses the training side from the data (``preprocess.resolve``)
 
@@ -144,9 +144,20 @@ class ContrastSegParameters:
         return names or None
 
     def pretraining(self) -> list[PretrainConfig] | None:
-        """The stages of "pre-train now" (global, then local unless "none"), or None for the other choices."""
-        if self.get("initialisation") != "pretrain-now":
+        """The stages of "pre-train now", or None for the other choices."""
+        return self.pretraining_stages() if self.get("initialisation") == "pretrain-now" else None
+
+    def background_request(self) -> dict | None:
+        """The workflow's ``pretrain_in_background`` arguments when "pre-train in the background" is chosen and
+        there are unlabeled volumes or a folder to pre-train on; else None."""
+        sources = self.unlabeled_sources()
+        if self.get("initialisation") != "pretrain-background" or not (sources["unlabeled"] or sources["folders"]):
             return None
+        return {**sources, "stages": self.pretraining_stages(), "preprocess": self.preprocess_config(),
+                "device": self.get("device")}
+
+    def pretraining_stages(self) -> list[PretrainConfig]:
+        """The chain of the Advanced fields: the first stage (global or masked), then local unless "none"."""
         iterations, first = self.get("pretrainIterations"), self.get("globalStrategy")
         stages = [replace(_PRETRAIN, stage=Stage.MASKED.value, strategy=DEFAULT_STRATEGY[Stage.MASKED.value],
                           iterations=iterations) if first == MASKED else

@@ -5,6 +5,8 @@
     segmentation = workflow.segment(other_volume, model, wait=True)    # a NEW "<volume> ContrastSeg" node
     review = workflow.segment([scan2, scan3], model, review=True)       # a row per volume, most likely wrong first
     suggestions = workflow.suggest(unlabeled=[scan2, scan3], model=model, count=1, wait=True)  # what to annotate
+    workflow.pretrain_in_background(unlabeled=[scan2, scan3])       # while the user annotates; returns at once
+    model = workflow.finetune(labeled=pairs, pretrained=workflow.background_checkpoint(unlabeled=[scan2, scan3]))
 
 The job's settings are the library's own (``ContrastSegLib.settings``): checked with their ``check()`` and turned into
 the command line by ``command_arguments`` before anything is exported. Every input is checked before anything is
@@ -27,6 +29,7 @@ from ContrastSegLib.settings import (DEFAULT_CHANNELS, DEFAULT_STRATEGY, BudgetD
                                      PreprocessConfig, PretrainConfig, Stage, command_arguments)
 
 from . import scene_io
+from .background_pretraining import BackgroundPretraining
 from .checkpoints import check_checkpoint_classes, finetuned_classes
 from .errors import SceneInputError, checked_config, library_checked
 from .job import Job, JobStep
@@ -58,6 +61,7 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
         self.env = env if env is not None else library_environment()
         self.process_events = process_events
         self.last_device_message = ""
+        self.background = BackgroundPretraining(self)
 
     # ---- jobs -----------------------------------------------------------------------------------------------------
 
@@ -81,6 +85,31 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
         steps, final = self._pretrain_steps(folder, [*pools, *map(str, folders)], stages, preprocess, channels)
         return self._run(Job("pretrain", folder, steps, self.launcher, self.env,
                              on_success=lambda job: str(deliver(final, target, overwrite)), on_event=on_event), wait)
+
+    def pretrain_in_background(self, unlabeled: Sequence = (), folders: Sequence[str] = (),
+                               stages: Sequence[PretrainConfig] | None = None,
+                               preprocess: PreprocessConfig = PreprocessConfig(),
+                               channels: Sequence[int] = DEFAULT_CHANNELS, device: str = "auto",
+                               on_event: EventCallback | None = None) -> Job | None:
+        """Pre-training (default: the papers' chain) on these volumes and folders as a low-priority background job
+        that goes on from where an earlier one stopped, kept per volumes and settings (``background_pretraining``).
+        Returns the running job (its events arrive through ``self.background.poll()``), or None when it is
+        complete or failed before (``self.background.status()``)."""
+        return self.background.start(self._background_cache(unlabeled, folders, stages, preprocess, channels, device),
+                                     on_event)
+
+    def background_checkpoint(self, unlabeled: Sequence = (), folders: Sequence[str] = (),
+                              stages: Sequence[PretrainConfig] | None = None,
+                              preprocess: PreprocessConfig = PreprocessConfig(),
+                              channels: Sequence[int] = DEFAULT_CHANNELS, device: str = "auto") -> str | None:
+        """The weights the background pre-training kept for these volumes and settings, to fine-tune or suggest
+        from (``pretrained=``); a running one is stopped first and keeps what it reached. None: nothing written
+        yet."""
+        return self.background.take(self._background_cache(unlabeled, folders, stages, preprocess, channels, device))
+
+    def _background_cache(self, unlabeled, folders, stages, preprocess, channels, device):
+        return self.background.plan(unlabeled, folders, default_pretraining() if stages is None else stages,
+                                    preprocess, channels, device)
 
     def finetune(self, labeled: Sequence[tuple[Any, Any]], pretrained: str | None = None, unlabeled: Sequence = (),
                  folders: Sequence[str] = (), pretrain: Sequence[PretrainConfig] | None = None,

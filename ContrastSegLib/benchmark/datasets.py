@@ -66,11 +66,14 @@ SPECS = {
     "phantom-mixed": DatasetSpec("phantom-mixed", "the procedural phantoms, every third subject acquired with a "
                                  "dark-blood contrast (blood dark, myocardium bright): a pool where choosing which "
                                  "volumes to label matters", 1.0, 128, 128.0, None, "none"),
+    "phantom-thin": DatasetSpec("phantom-thin", "the procedural phantoms with a thin structure beside the three large "
+                                "ones (an oesophagus-like tube, 1-2 % of the labeled voxels): the structure a model "
+                                "can lose", 1.0, 128, 128.0, None, "none"),
     "brain-offline": DatasetSpec("brain-offline", "brain pseudo-subjects made from templates shipped in registry "
                                  "packages (random deformations, bias field, noise) + unlabeled volumes", 1.5, 128,
                                  96.0, None, "optional", fix="delete the folder to build it again"),
 }
-PHANTOM_DATASETS = ("phantom", "phantom-mixed")
+PHANTOM_DATASETS = ("phantom", "phantom-mixed", "phantom-thin")
 MSD_TASKS = {"msd-prostate": "Task05_Prostate", "msd-hippocampus": "Task04_Hippocampus"}
 
 
@@ -128,7 +131,7 @@ def prepare_dataset(name: str, data: str | None, folder: Path, profile: Profile,
         pool_limit = profile.phantom_pool
         check_pool(len(split_data["pool"][:pool_limit]))
         dataset = _phantom(folder, len(split_data["test"]) + pool_limit, split_data["generator_seed"],
-                           split_data.get("dark_blood_every", 0))
+                           split_data.get("dark_blood_every", 0), split_data.get("thin_structure", False))
         source = f"generated (phantom family {split_data['generator_seed']})"
     elif name == "brain-offline":
         check_pool(profile.brain_subjects - split_data["test_rule"]["first"])
@@ -207,12 +210,14 @@ def _mmwhs(root: Path, name: str) -> Dataset:
     return Dataset(root, "pairs", tuple(cases))
 
 
-def _phantom(folder: Path, subjects: int, seed: int, dark_blood_every: int = 0) -> Dataset:
-    """The phantom family ``seed`` (every ``dark_blood_every``-th subject dark-blood), generated once into
-    ``folder/phantom``."""
-    path = folder / "phantom"
+def _phantom(folder: Path, subjects: int, seed: int, dark_blood_every: int = 0,
+             thin_structure: bool = False) -> Dataset:
+    """The phantom family ``seed`` (every ``dark_blood_every``-th subject dark-blood; with the thin structure),
+    generated once into ``folder/phantom`` (``folder/phantom-thin`` with the thin structure)."""
+    path = folder / ("phantom-thin" if thin_structure else "phantom")
     if not (path / "dataset.json").is_file():
-        write_phantom_dataset(path, subjects, seed=seed, overwrite=True, dark_blood_every=dark_blood_every)
+        write_phantom_dataset(path, subjects, seed=seed, overwrite=True, dark_blood_every=dark_blood_every,
+                              thin_structure=thin_structure)
     return discover(path)
 
 

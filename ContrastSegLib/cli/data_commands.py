@@ -19,12 +19,15 @@ def register_phantom(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     parser.add_argument("--n", type=positive_int, default=10, help="number of subjects (default: 10)")
     parser.add_argument("--seed", type=int, default=0, help="phantom family (default: 0)")
+    parser.add_argument("--thin-structure", action="store_true",
+                        help="add a fourth structure: a thin oesophagus-like tube of 1-2 %% of the labeled voxels")
     add_overwrite_option(parser)
     parser.set_defaults(run=run_phantom)
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    out = write_phantom_dataset(args.out, args.n, seed=args.seed, overwrite=args.overwrite)
+    out = write_phantom_dataset(args.out, args.n, seed=args.seed, overwrite=args.overwrite,
+                                thin_structure=args.thin_structure)
     print(f"wrote {args.n} phantom subjects to {out}")
     return 0
 

@@ -5,7 +5,10 @@ inside a dark myocardial ring (label 2) with a bright right-ventricle crescent (
 body with fat, lungs, liver and aorta. Geometry, grid, tissue intensities, bias field, noise and blur vary per
 subject; everything is computed from ``(seed, index)``, so no data files are shipped. A *dark-blood* subject is the
 same anatomy acquired with another contrast (blood dark, myocardium brighter than the body's soft tissue), the kind
-of change between sequences or sites a model trained on one contrast does not survive.
+of change between sequences or sites a model trained on one contrast does not survive. A *thin-structure* subject
+adds a fourth label: an oesophagus-like tube (label 4, ~6 × 4 mm across, through every slice, behind the heart and
+the aorta, half as bright as soft tissue), about 1–2 % of the labeled voxels beside the three large structures: the
+small structure a model can leave out without its mean Dice showing it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ LABEL_COLORS: dict[int, tuple[int, int, int]] = {
     2: (60, 180, 75),
     3: (50, 110, 230),
 }
+THIN_LABEL, THIN_NAME, THIN_COLOR = 4, "oesophagus", (230, 160, 40)  # the thin structure, when asked for
 
 # Mean tissue intensities (MR-like bright-blood scale); each is scaled per subject.
 TISSUE_INTENSITY = {
@@ -38,10 +42,12 @@ DARK_BLOOD_INTENSITY = {**TISSUE_INTENSITY, "blood": 60.0, "myocardium": 480.0}
 RV_DIRECTION_DEG = 200.0  # the RV lies left of the LV and slightly anterior (up) in the image
 
 
-def make_phantom(index: int, seed: int = 0, dark_blood: bool = False) -> tuple[Volume, Volume]:
+def make_phantom(index: int, seed: int = 0, dark_blood: bool = False,
+                 thin_structure: bool = False) -> tuple[Volume, Volume]:
     """(image float32, label uint8) of subject ``index`` of the phantom family ``seed``, with the dark-blood
-    contrast when asked (same anatomy and noise draws); identical for identical args. Both arrays are (K slices,
-    J rows, I cols), slice 0 at the base, slice K-1 at the apex."""
+    contrast when asked (same anatomy and noise draws), with the thin structure (label 4) when asked (the same
+    anatomy besides it); identical for identical args. Both arrays are (K slices, J rows, I cols), slice 0 at the
+    base, slice K-1 at the apex."""
     if int(index) < 0 or int(seed) < 0:
         raise ContrastSegError(f"phantom: index {index} and seed {seed} must be non-negative integers")
     rng = np.random.default_rng([int(seed), int(index)])
@@ -60,7 +66,8 @@ def make_phantom(index: int, seed: int = 0, dark_blood: bool = False) -> tuple[V
     y = ((np.arange(n_rows) - 0.5 * (n_rows - 1)) * pixel_mm)[None, :, None]
     depth = np.linspace(0.0, 1.0, n_slices)[:, None, None]  # 0 base .. 1 apex, shape (K, 1, 1)
 
-    tissue, label = _anatomy(rng, x, y, depth, DARK_BLOOD_INTENSITY if dark_blood else TISSUE_INTENSITY)
+    tissue, label = _anatomy(rng, x, y, depth, DARK_BLOOD_INTENSITY if dark_blood else TISSUE_INTENSITY,
+                             thin_structure)
     image = _acquire(rng, tissue, depth, x, y)
     geometry = dict(spacing=spacing, origin=origin, direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     name = f"phantom_{index:03d} (seed {seed})"
@@ -69,8 +76,9 @@ def make_phantom(index: int, seed: int = 0, dark_blood: bool = False) -> tuple[V
 
 
 def _anatomy(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, depth: np.ndarray,
-             intensity: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free intensities and labels, both (K, J, I), from subject parameters drawn from ``rng``."""
+             intensity: dict[str, float], thin_structure: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free intensities and labels, both (K, J, I), from subject parameters drawn from ``rng`` (the thin
+    structure's draws come last, so the rest of the anatomy is the same with or without it)."""
     shape = np.broadcast_shapes(x.shape, y.shape, depth.shape)
     level = {name: value * rng.uniform(0.8, 1.2) for name, value in intensity.items()}
     gain = rng.uniform(0.75, 1.15)
@@ -137,6 +145,14 @@ def _anatomy(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, depth: np.n
     paint(lv, level["blood"])
     for mask, value in ((rv, 3), (myocardium, 2), (lv, 1)):
         label[np.broadcast_to(mask, shape)] = value
+    if thin_structure:  # behind the heart, left of the aorta; drifting a little from base to apex
+        drift_x, drift_y = rng.uniform(-2, 2, size=2)
+        tube = _ellipse_radius(x - body_x + 10.0 - rng.uniform(-1, 1) - depth * drift_x,
+                               y - body_y - 32.0 - rng.uniform(-1, 1) - depth * drift_y,
+                               3.2 * rng.uniform(0.85, 1.15), 2.2 * rng.uniform(0.85, 1.15)) < 1.0
+        tube = np.broadcast_to(tube, shape) & (label == 0)  # never over the heart
+        paint(tube, 0.5 * level["soft_tissue"])
+        label[np.broadcast_to(tube, shape)] = THIN_LABEL
     return tissue * gain, label
 
 
@@ -178,9 +194,10 @@ def _ellipse_radius(dx: np.ndarray, dy: np.ndarray, semi_x, semi_y) -> np.ndarra
 
 
 def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, overwrite: bool = False,
-                          dark_blood_every: int = 0) -> Path:
+                          dark_blood_every: int = 0, thin_structure: bool = False) -> Path:
     """Write n subjects as a Medical Segmentation Decathlon folder; return out_dir. ``dark_blood_every`` k > 0:
-    subjects k−1, 2k−1, ... have the dark-blood contrast (listed in dataset.json under ``contrastseg_dark_blood``).
+    subjects k−1, 2k−1, ... have the dark-blood contrast (listed in dataset.json under ``contrastseg_dark_blood``);
+    ``thin_structure``: every subject has the thin structure (label 4).
 
     Layout: ``dataset.json``, ``imagesTr/phantom_NNN.nii.gz`` (float32), ``labelsTr/phantom_NNN.nii.gz`` (uint8).
     The folder is built in a hidden temporary folder beside ``out_dir`` and renamed into place as a whole.
@@ -195,10 +212,12 @@ def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, ove
     cases = [f"phantom_{index:03d}" for index in range(int(n))]
     every = int(dark_blood_every)
     dark = [index for index in range(int(n)) if every > 0 and index % every == every - 1]
+    names = {**LABEL_NAMES, THIN_LABEL: THIN_NAME} if thin_structure else LABEL_NAMES
+    colors = {**LABEL_COLORS, THIN_LABEL: THIN_COLOR} if thin_structure else LABEL_COLORS
     with atomic_path(out_dir, overwrite=True) as staging:
         staging.mkdir()
         for index, case in enumerate(cases):
-            image, label = make_phantom(index, seed, dark_blood=index in dark)
+            image, label = make_phantom(index, seed, dark_blood=index in dark, thin_structure=thin_structure)
             write_volume(image, staging / "imagesTr" / f"{case}.nii.gz")
             write_volume(label, staging / "labelsTr" / f"{case}.nii.gz", label=True)
         description = {
@@ -210,8 +229,8 @@ def write_phantom_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, ove
             "licence": "CC0",
             "tensorImageSize": "3D",
             "modality": {"0": "MR"},
-            "labels": {str(value): name for value, name in LABEL_NAMES.items()},
-            "contrastseg_colors": {str(value): list(rgb) for value, rgb in LABEL_COLORS.items() if value != 0},
+            "labels": {str(value): name for value, name in names.items()},
+            "contrastseg_colors": {str(value): list(rgb) for value, rgb in colors.items() if value != 0},
             "contrastseg_dark_blood": [cases[index] for index in dark],
             "numTraining": len(cases),
             "numTest": 0,

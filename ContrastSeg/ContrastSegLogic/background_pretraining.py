@@ -63,8 +63,9 @@ class BackgroundPretraining:
         self.cache, self.job = cache, None
         if cache.key in self.failures:
             return None
-        steps = cache.steps()
-        self._remember(cache)
+        states = cache.states()  # each stage's checkpoint read once
+        steps = cache.steps(states)
+        self._remember(cache, states)
         if not steps:
             cache.drop_inputs()
             return None
@@ -121,8 +122,8 @@ class BackgroundPretraining:
             return f"Pre-training in the background failed: {self.failures[self.cache.key]}"
         return f"Background pre-training {'ready' if self.ready else 'paused'}: {self.kept}"
 
-    def _remember(self, cache: PretrainingCache) -> None:
-        states = cache.states()
+    def _remember(self, cache: PretrainingCache, states: list | None = None) -> None:
+        states = cache.states() if states is None else states
         self.kept = "; ".join(state.describe() for state in states)
         self.ready = all(state.state == "finished" for state in states)
 

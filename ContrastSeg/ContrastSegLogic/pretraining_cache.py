@@ -86,6 +86,16 @@ def fingerprint(volumes: Sequence, folders: Sequence[str], stages: Sequence[Pret
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:KEY_LENGTH]
 
 
+def pretrain_arguments(stage: PretrainConfig, sources: Sequence[str], out: str | os.PathLike,
+                       init: str | os.PathLike | None, preprocess: PreprocessConfig,
+                       channels: Sequence[int]) -> list[str]:
+    """``contrastseg pretrain`` arguments of one stage: from ``init`` (its preprocessing and UNet), or the first
+    stage with the preprocessing's flags and the UNet's ``channels``."""
+    arguments = ["pretrain", *command_arguments(stage), "--unlabeled", *map(str, sources), "--out", str(out)]
+    return arguments + (["--init", str(init)] if init else [*command_arguments(preprocess), "--channels",
+                                                            ",".join(map(str, channels))])
+
+
 @dataclass(frozen=True)
 class StageState:
     """One stage's checkpoint: "missing", "stopped" (at ``step`` of ``planned``) or "finished" (``step`` steps)."""
@@ -178,17 +188,15 @@ class PretrainingCache:
             os.replace(staging, inputs)
         return manifest
 
-    def steps(self) -> list[JobStep]:
-        """The processes still to run: a stopped stage goes on (``--continue``), a missing one starts from the
-        previous stage's checkpoint; none when every stage has finished."""
+    def steps(self, states: Sequence[StageState] | None = None) -> list[JobStep]:
+        """The processes still to run, from ``states`` (default: read now): a stopped stage goes on
+        (``--continue``), a missing one starts from the previous stage's checkpoint; none when all have finished."""
         sources = [*([str(self.pool())] if self.volumes else []), *self.folders]
         steps, init = [], None
-        for index, state in enumerate(self.states()):
+        for state in self.states() if states is None else states:
             if state.state != "finished":
-                arguments = ["pretrain", *command_arguments(state.config), "--unlabeled", *sources,
-                             "--out", str(state.path)]
-                arguments += ["--init", str(init)] if init else [*command_arguments(self.preprocess), "--channels",
-                                                               ",".join(map(str, self.channels))]
+                arguments = pretrain_arguments(state.config, sources, state.path, init, self.preprocess,
+                                               self.channels)
                 arguments += ["--continue"] if state.state == "stopped" else []
                 verb = "going on" if state.state == "stopped" else "starting"
                 steps.append(JobStep(f"Pre-training in the background ({state.name}, {verb})",

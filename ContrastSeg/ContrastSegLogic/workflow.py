@@ -36,6 +36,7 @@ from .job import Job, JobStep
 from .job_folder import JobFolder
 from .memory import plan_device, training_memory_bytes
 from .models import check_model_target, deliver
+from .pretraining_cache import pretrain_arguments
 from .process import ProcessLauncher, SubprocessLauncher, contrastseg_command, library_environment
 from .review_table import review_rows
 from .suggestion import Suggestions
@@ -321,9 +322,7 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
         for stage in stages:
             chain.append(stage.strategy)
             out = folder.outputs / f"pretrained_{'_'.join(chain)}.pt"
-            arguments = ["pretrain", *command_arguments(stage), "--unlabeled", *sources, "--out", str(out)]
-            arguments += ["--init", str(init)] if init else [*command_arguments(preprocess), "--channels",
-                                                           ",".join(map(str, channels))]
+            arguments = pretrain_arguments(stage, sources, out, init, preprocess, channels)
             steps.append(JobStep(f"Pre-training ({stage.stage} {stage.strategy})", contrastseg_command(*arguments)))
             init = out
         return steps, init

@@ -86,3 +86,40 @@ def test_one_labeled_volume_is_refused_before_anything_is_written(data, tmp_path
                                 "--time-budget", "soon")
     assert_refused(code, stdout, err, "--time-budget", "soon")
     assert_nothing_written(out, tmp_path)
+
+
+def test_a_pretrained_checkpoint_is_compared_on_its_own_grid_without_pretraining_again(data, tmp_path, capsys):
+    """--init (the background pre-training's weights in Slicer): every fold fine-tunes from it as "pretrained",
+    beside random initialisation on the checkpoint's preprocessing and widths; nothing is pre-trained again."""
+    from ContrastSegLib.cli import main
+    from ContrastSegLib.runtime.checkpoint import load_checkpoint
+    labeled, unlabeled = data
+    checkpoint = tmp_path / "GD.pt"
+    assert main(["pretrain", "--unlabeled", str(unlabeled), "--out", str(checkpoint), "--iterations", "3",
+                 "--volumes-per-batch", "2", "--channels", "8,16", "--crop-size", "32", "--spacing", "3",
+                 "--precision", "fp32", "--device", "cpu"]) == 0
+    out = tmp_path / "out"
+    assert main(["compare", "--labeled", str(labeled), "--init", str(checkpoint), "--out", str(out),
+                 "--finetune-iterations", "4", "--precision", "fp32", "--device", "cpu"]) == 0
+    with open(out / "compare.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["method"] for r in rows] == ["random", "pretrained"] * 3
+    assert not (out / "pretrained").exists()
+    for method in ("random", "pretrained"):
+        model = load_checkpoint(out / "folds" / "phantom_000" / method / "model.pt").metadata
+        assert model["architecture"]["channels"] == [8, 16]  # the checkpoint's widths, not the default
+        assert model["preprocessing"]["crop_size"] == 32 and model["preprocessing"]["target_spacing"] == 3
+    commands = (out / "report.md").read_text().split("```\n")[1].split("\n```")[0].splitlines()
+    if "**Recommended: pretrained**" in (out / "report.md").read_text():
+        assert commands == [c for c in commands if "--init" in c] and str(checkpoint) in commands[0]
+    for command in commands:
+        build_parser().parse_args(shlex.split(command)[1:])
+
+    finetuned = out / "folds" / "phantom_000" / "pretrained" / "model.pt"
+    code, stdout, err = run_cli(capsys, "compare", "--labeled", labeled, "--init", finetuned, "--out",
+                                tmp_path / "again", "--finetune-iterations", "4", "--device", "cpu")
+    assert_refused(code, stdout, err, str(finetuned), "finetune", "unlabeled")
+    code, stdout, err = run_cli(capsys, "compare", "--labeled", labeled, "--methods", "pretrained", "--out",
+                                tmp_path / "again", "--device", "cpu")
+    assert_refused(code, stdout, err, "--methods pretrained", "--init")
+    assert_nothing_written(tmp_path / "again", tmp_path)

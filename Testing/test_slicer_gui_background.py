@@ -2,7 +2,8 @@
 ``contrastseg`` subprocess jobs at tiny sizes (see ``test_slicer_gui`` for the harness): ticking unlabeled volumes
 starts pre-training in the background while the panel stays responsive and a labeled pair is added; Fine-tune stops
 it first, starts from its kept weights with the whole time budget; pre-training goes on afterwards from where it
-stopped, and a second fine-tune on the same volumes starts from the same, further trained, checkpoint."""
+stopped, a second fine-tune on the same volumes starts from the same, further trained, checkpoint, and evaluating
+compares random initialisation with that checkpoint without pre-training again."""
 
 from __future__ import annotations
 
@@ -87,6 +88,16 @@ def test_pretraining_runs_while_annotating_and_fine_tuning_starts_from_it(sessio
     run_job(session, ui.finetuneButton, "a second fine-tuning")
     assert Path(option(finetune_command(panel), "--init")) == init
     assert checkpoint_metadata(str(init))["stopped"]["step"] > stopped_at
+
+    # evaluating compares random initialisation with the same checkpoint, pre-training nothing again
+    wait_until(lambda: background.running, 30, "pre-training going on before evaluating")
+    run_job(session, ui.evaluateButton, "evaluating from the background pre-training")
+    command = finetune_command(panel)
+    assert "compare" in command and Path(option(command, "--init")) == init
+    assert "--unlabeled" not in command and option(command, "--methods") == "random"
+    table = ui.evaluationTable
+    assert [table.item(r, 0).text() for r in range(table.rowCount)] == ["random", "pretrained"]
+    assert session.dialogs.errors == []
 
     # another initialisation: the background job stops (weights kept) and does not come back
     wait_until(lambda: background.running, 30, "pre-training going on again")

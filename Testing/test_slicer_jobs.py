@@ -360,14 +360,20 @@ def test_evaluating_on_the_labeled_pairs_runs_compare_and_reads_its_verdict(tmp_
     class Writing(FakeLauncher):
         def launch(self, command, cwd, env, log_path):
             args, _ = parsed(command)
-            assert args.command == "compare" and args.methods == ("random", "GD+LR", "MIM")
-            assert args.time_budget == 1200 and args.finetune_iterations == 8
-            self.commands.append(list(command))
+            assert args.command == "compare" and args.time_budget == 1200 and args.finetune_iterations == 8
+            self.commands.append(args)
             return FakeHandle(*compare(command))
 
     workflow = ContrastSegWorkflow(scene, launcher=Writing(), jobs_dir=tmp_path / "jobs", env={})
     result = workflow.evaluate_methods(pairs, unlabeled=[extra], iterations=8, cpu_time_budget=1200, device="cpu",
                                        wait=True, **TINY_GRID)
     assert result["recommended"] == "GD+LR" and result["report"] == "# report\n"
+    first = workflow.launcher.commands[-1]
+    assert first.methods == ("random", "GD+LR", "MIM") and first.init is None
+    # from the background pre-training's checkpoint: compared as it is, no unlabeled volume needed
+    workflow.evaluate_methods(pairs, pretrained=str(tmp_path / "background.pt"), iterations=8, cpu_time_budget=1200,
+                              device="cpu", wait=True, **TINY_GRID)
+    args = workflow.launcher.commands[-1]
+    assert args.init == tmp_path / "background.pt" and args.unlabeled == [] and args.methods == ("random",)
     with pytest.raises(Exception, match="at least 2 labeled pairs"):
         workflow.evaluate_methods(pairs[:1], unlabeled=[extra], wait=True, **TINY_GRID)

@@ -103,30 +103,41 @@ def write_pair(folder, name, shape, spacing, box):
     return folder / f"{name}.nii.gz"
 
 
+def small_scans(tmp_path, count):
+    """A folder of ``count`` labeled 24 x 24 px scans at 2 mm, the structure in the middle."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(count):
+        write_pair(data, f"case{index}", (4, 24, 24), (2.0, 2.0, 4.0), np.s_[:, 8:16, 8:16])
+    return data
+
+
+def far_structure_dice(capsys, tmp_path, model) -> float:
+    """Dice of ``model``'s prediction of a 64 x 64 px scan whose structure lies far from the centre, outside any
+    centred 24-px window."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    far = write_pair(scans, "wide", (4, 64, 64), (2.0, 2.0, 4.0), np.s_[:, 48:56, 4:12])
+    code, _, err = run_cli(capsys, "predict", "--model", model, "--input", far, "--output",
+                           tmp_path / "wide_seg.nii.gz", *FAST_PREDICT)
+    assert code == 0, err
+    predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "wide_seg.nii.gz")))
+    truth = np.zeros_like(predicted)
+    truth[:, 48:56, 4:12] = 1
+    return float(2 * (predicted * truth).sum() / (predicted.sum() + truth.sum()))
+
+
 def test_a_model_from_the_cli_trains_at_the_data_side_and_predicts_whole_slices(capsys, tmp_path):
     """Training scans of 24 x 24 px get a 24-px side (not the former 192); a 64 x 64 px scan to predict is covered
     whole: its structure far from the centre, outside any centred 24-px window, is found."""
-    data, out = tmp_path / "data", tmp_path / "model.pt"
-    data.mkdir()
-    for index in range(2):
-        write_pair(data, f"case{index}", (4, 24, 24), (2.0, 2.0, 4.0), np.s_[:, 8:16, 8:16])
+    data, out = small_scans(tmp_path, 2), tmp_path / "model.pt"
     code, stdout, err = run_cli(capsys, "finetune", "--labeled", data, "--out", out, "--channels", "8,16,32",
                                 "--iterations", "150", "--batch-size", "4", "--precision", "fp32", "--device", "cpu")
     assert code == 0, err
     metadata = load_checkpoint(out).metadata
     assert metadata["preprocessing"]["crop_size"] == 24 and metadata["whole_slices"] is True
     assert any("training side 24 px" in e["message"] for e in named(events(stdout), "log"))
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    far = write_pair(scans, "wide", (4, 64, 64), (2.0, 2.0, 4.0), np.s_[:, 48:56, 4:12])
-    code, _, err = run_cli(capsys, "predict", "--model", out, "--input", far, "--output", tmp_path / "wide_seg.nii.gz",
-                           *FAST_PREDICT)
-    assert code == 0, err
-    predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "wide_seg.nii.gz")))
-    truth = np.zeros_like(predicted)
-    truth[:, 48:56, 4:12] = 1
-    dice = 2 * (predicted * truth).sum() / (predicted.sum() + truth.sum())
-    assert dice > 0.8
+    assert far_structure_dice(capsys, tmp_path, out) > 0.8
 
 
 def test_whole_slice_side_is_at_least_the_crop_and_covers_each_scan():
@@ -135,3 +146,34 @@ def test_whole_slice_side_is_at_least_the_crop_and_covers_each_scan():
     assert whole_slice_side([volume((3, 10, 10))], config, CHANNELS) == 32
     wide = preprocess_volume(volume(), config, side=52)
     assert wide.image.shape == (6, 52, 52) and wide.record.crop_size == 52
+
+
+def test_a_model_fine_tuned_from_pre_trained_weights_predicts_whole_slices_too(capsys, tmp_path):
+    """The side pre-training chose from its own volumes is not passed on as a centre window: fine-tuned from that
+    checkpoint, the model trains at the side of its labeled volumes and, like one from random weights, finds a
+    structure far from the centre of a larger scan (a pre-trained start once trained and predicted only inside
+    the pre-training's window, so whatever lay outside it was never learned nor segmented)."""
+    data, pretrained, out = small_scans(tmp_path, 3), tmp_path / "GD.pt", tmp_path / "model.pt"
+    code, _, err = run_cli(capsys, "pretrain", "--unlabeled", data, "--out", pretrained, "--channels", "8,16,32",
+                           "--iterations", "2", "--volumes-per-batch", "2", "--precision", "fp32", "--device", "cpu")
+    assert code == 0, err
+    assert load_checkpoint(pretrained).metadata["crop_from_data"] is True
+    code, stdout, err = run_cli(capsys, "finetune", "--labeled", data, "--init", pretrained, "--out", out,
+                                "--iterations", "150", "--batch-size", "4", "--precision", "fp32", "--device", "cpu")
+    assert code == 0, err
+    metadata = load_checkpoint(out).metadata
+    assert metadata["whole_slices"] is True and metadata["preprocessing"]["target_spacing"] == 2.0
+    assert far_structure_dice(capsys, tmp_path, out) > 0.8
+
+    asked = tmp_path / "asked.pt"  # a side the user asked for stays a centre window, as it always was
+    code, _, err = run_cli(capsys, "pretrain", "--unlabeled", data, "--out", asked, "--channels", "8,16,32",
+                           "--crop-size", "16", "--iterations", "2", "--volumes-per-batch", "2", "--precision",
+                           "fp32", "--device", "cpu")
+    assert code == 0, err
+    assert load_checkpoint(asked).metadata["crop_from_data"] is False
+    code, _, err = run_cli(capsys, "finetune", "--labeled", data, "--init", asked, "--out", tmp_path / "window.pt",
+                           "--iterations", "2", "--batch-size", "4", "--precision", "fp32", "--device", "cpu")
+    assert code == 0, err
+    window = load_checkpoint(tmp_path / "window.pt").metadata
+    assert window["whole_slices"] is False and window["preprocessing"]["crop_size"] == 16
+    assert window["architecture"]["channels"] == [8, 16, 32]  # the widths of --init, not the default

@@ -185,10 +185,14 @@ class ContrastSegPanel:
         if self.jobs.owns(self.ui.evaluateButton):
             return self.jobs.cancel()
         p = self.parameters
-        self._start(self.ui.evaluateButton, "Evaluating on the labeled volumes", lambda: self.logic.evaluate_methods(
-            p.labeled_pairs(), **p.unlabeled_sources(), pretrain_iterations=p.get("pretrainIterations"),
-            iterations=p.get("iterations"), preprocess=p.preprocess_config(), segments=p.segment_names(),
-            device=p.get("device"), cpu_time_budget=p.cpu_time_budget(), wait=False), self._evaluated)
+
+        def launch():  # the background pre-training's weights when it kept some: nothing pre-trained again
+            pretrained = self.background.checkpoint() if p.get("initialisation") == "pretrain-background" else None
+            return self.logic.evaluate_methods(
+                p.labeled_pairs(), **p.unlabeled_sources(), pretrain_iterations=p.get("pretrainIterations"),
+                iterations=p.get("iterations"), preprocess=p.preprocess_config(), segments=p.segment_names(),
+                device=p.get("device"), cpu_time_budget=p.cpu_time_budget(), wait=False, pretrained=pretrained)
+        self._start(self.ui.evaluateButton, "Evaluating on the labeled volumes", launch, self._evaluated)
 
     def onSuggest(self):
         if self.jobs.owns(self.ui.suggestButton):

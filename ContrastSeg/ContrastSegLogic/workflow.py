@@ -171,16 +171,17 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
                          iterations: int = FinetuneConfig.iterations, preprocess: PreprocessConfig = PreprocessConfig(),
                          channels: Sequence[int] = DEFAULT_CHANNELS, segments: Sequence[str] | None = None,
                          device: str = "auto", cpu_time_budget: float | None = None, wait: bool = False,
-                         on_event: EventCallback | None = None):
+                         on_event: EventCallback | None = None, pretrained: str | None = None):
         """"Did pre-training help on my data?": ``contrastseg compare`` (leave-one-out) over the labeled pairs,
-        pre-training on ``unlabeled`` volumes and ``folders``, within ``cpu_time_budget`` seconds on any device
-        (it trains one model per fold and method). The result: {"recommended", "means", "commands",
-        "rows", "report"} (``compare``'s verdict.json and report.md)."""
+        pre-training on ``unlabeled`` volumes and ``folders`` — or, given ``pretrained`` (the background
+        pre-training's checkpoint), fine-tuning from it against random initialisation with nothing pre-trained again
+        — within ``cpu_time_budget`` seconds on any device (it trains one model per fold and method). The result:
+        {"recommended", "means", "commands", "rows", "report"} (``compare``'s verdict.json and report.md)."""
         pairs, classes = self.check_labeled(labeled, segments)
         if len(pairs) < 2:
             raise SceneInputError("evaluating needs at least 2 labeled pairs (each is left out once); add another")
-        volumes = [scene_io.checked_scalar_volume(v) for v in unlabeled]
-        if not volumes and not folders:
+        volumes = [] if pretrained else [scene_io.checked_scalar_volume(v) for v in unlabeled]
+        if not volumes and not folders and not pretrained:
             raise SceneInputError("evaluating pre-training needs unlabeled volumes: select scene volumes or a folder")
         device = self._device(device, FinetuneConfig.batch_size, preprocess, channels)
         budget = cpu_time_budget  # on any device: evaluating trains a model per fold and method
@@ -191,8 +192,9 @@ class ContrastSegWorkflow(TrainingSet, Suggestions):
             cases = self._export_unlabeled(folder, volumes)
             pools = [str(folder.write_manifest(cases, name="pool.json"))] if cases else []
         results = folder.outputs / "compare"
-        arguments = ["compare", "--labeled", str(manifest), "--unlabeled", *pools, *map(str, folders),
-                     "--out", str(results), "--methods", ",".join(methods), "--device", device,
+        sources = (["--init", str(pretrained), "--methods", "random"] if pretrained else
+                   ["--unlabeled", *pools, *map(str, folders), "--methods", ",".join(methods)])
+        arguments = ["compare", "--labeled", str(manifest), *sources, "--out", str(results), "--device", device,
                      "--pretrain-iterations", str(pretrain_iterations), "--finetune-iterations", str(iterations),
                      *command_arguments(preprocess), "--channels", ",".join(map(str, channels))]
         arguments += ["--time-budget", format_duration(round(budget))] if budget else []

@@ -5,11 +5,13 @@ the recommended method and the commands that train it on all labeled volumes.
 Layout of ``OUT`` (a new folder)::
 
     pretrained/<chain>.pt                    unsupervised stages, on the unlabeled volumes only, shared by folds
+                                             (none for the method "pretrained": the ``--init`` checkpoint)
     folds/<case>/train.csv                   the fold's training pairs (every labeled case but <case>)
     folds/<case>/<method>/model.pt, <case>_seg.nii.gz, pretrained/ (supervised-local stages of that fold)
     compare.csv, report.md, verdict.json (the recommendation, read by the Slicer module)
 
-The left-out volume never enters a stage of its fold: the unsupervised stages read only ``--unlabeled``.
+The left-out volume never enters a stage of its fold: the unsupervised stages read only ``--unlabeled``, and an
+``--init`` checkpoint must be pre-trained without labels (a fine-tuned model has seen labeled volumes).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from ..evaluation import structure_metrics
 from ..evaluation.report import csv_text
 from ..inference.predict_job import run_predict
 from ..io import atomic_path, check_output_path, read_image, read_label, write_text
-from ..preprocess import resolve_preprocessing
+from ..preprocess import inherited_preprocessing, resolve_preprocessing
 from ..runtime.budget import format_duration
+from ..runtime.checkpoint import load_checkpoint
 from ..runtime.progress import ProgressReporter
 from ..runtime.stop import end_if_stopped
 from ..settings import (DEFAULT_CHANNELS, ExecutionConfig, FinetuneConfig, PreprocessConfig, PretrainConfig, Stage,
@@ -62,33 +65,64 @@ class CompareRequest:
     execution: ExecutionConfig = ExecutionConfig()
     seed: int = 0
     volumes_per_batch: int = PretrainConfig.volumes_per_batch  # at most the unlabeled volumes there are
+    init: Path | None = None  # a pre-trained checkpoint, compared as the method "pretrained"
+
+
+PRETRAINED = "pretrained"  # the method "fine-tuned from --init"
+UNSUPERVISED_STAGES = tuple(f"pretrain-{stage.value}" for stage in (Stage.GLOBAL, Stage.LOCAL, Stage.MASKED))
+
+
+def _method(name: str) -> Method:
+    """The recipe of a compared method: "pretrained" has no stage to run (its weights are ``--init``)."""
+    return Method(PRETRAINED) if name == PRETRAINED else method_of(name)
+
+
+def _with_init(request: CompareRequest) -> CompareRequest:
+    """``request`` with the ``--init`` checkpoint's widths and the preprocessing it passes on
+    (``inherited_preprocessing``; what the request leaves unset), so every method runs on the same grid; a
+    checkpoint that saw labels is refused."""
+    metadata = load_checkpoint(request.init).metadata
+    stages = [step.get("stage") for step in metadata.get("lineage", [])] + [metadata.get("stage")]
+    labeled = [stage for stage in stages if stage not in UNSUPERVISED_STAGES]
+    if labeled:
+        raise ContrastSegError(f"--init {request.init}: made by a {labeled[0]} stage, which learned from labeled "
+                               "volumes, so a fold would be scored on a volume it trained on; choose a checkpoint of "
+                               "contrastseg pretrain on unlabeled volumes (global, local or masked stages)")
+    inherited = inherited_preprocessing(metadata)
+    given = {k: v for k, v in request.preprocess.to_json().items() if v != getattr(PreprocessConfig(), k)}
+    channels = tuple(metadata["architecture"]["channels"])
+    return replace(request, preprocess=replace(inherited, **given), channels=channels)
 
 
 def run_compare(request: CompareRequest) -> dict:
     """Run every fold of every method; write compare.csv and report.md. Returns {"rows", "recommended",
     "commands", "report"}."""
-    methods = check_methods(tuple(request.methods))
+    methods = check_methods(tuple(m for m in request.methods if m != PRETRAINED) or ("random",))
     if "random" not in methods:
         methods = ("random",) + methods  # the verdict is against random initialisation
+    if request.init is not None:
+        request, methods = _with_init(request), ("random", PRETRAINED) + methods[1:]
+    elif PRETRAINED in request.methods:
+        raise ContrastSegError(f"--methods {PRETRAINED}: give the pre-trained checkpoint with --init PATH")
     out = check_output_path(request.out, overwrite=False, kind="folder")
     dataset = discover(request.labeled)
     cases = sorted(dataset.labeled, key=lambda c: c.id)
     if len(cases) < 2:
         raise ContrastSegError(f"{request.labeled}: {len(cases)} labeled volume(s); leave-one-out needs at least 2 "
                                "(train on the others, test on the one left out) — annotate one more")
-    if not request.unlabeled and any(method_of(m).pretraining for m in methods if m != "random"):
+    if not request.unlabeled and any(_method(m).pretraining for m in methods):
         raise ContrastSegError("--unlabeled: pre-training methods learn from unlabeled volumes; pass --unlabeled DIR "
                                "or compare --methods random only")
     preprocess = _fixed_preprocessing(request, cases)
     pool = len(unlabeled_cases(request.unlabeled)) if request.unlabeled else 0
-    domain = [m for m in methods for s in pretraining_steps(method_of(m))
+    domain = [m for m in methods for s in pretraining_steps(_method(m))
               if _stage_config(s, request, None).uses_domain]
     if domain and pool < 2:
         raise ContrastSegError(f"--unlabeled: {pool} unlabeled volume(s); {domain[0]} contrasts slices of different "
                                "volumes and needs at least 2 — add unlabeled volumes or leave it out of --methods")
     request = replace(request, volumes_per_batch=max(1, min(request.volumes_per_batch, pool)))
     for name in methods:  # every stage's settings checked before anything trains
-        for step in pretraining_steps(method_of(name)):
+        for step in pretraining_steps(_method(name)):
             _stage_config(step, request, None).check().check_model(request.channels, preprocess.crop_size)
     runs = _count_runs(methods, len(cases))
     share = None if request.time_budget is None else request.time_budget / runs
@@ -108,10 +142,12 @@ def _run_folds(request: CompareRequest, methods: Sequence[str], cases: Sequence[
         folder.mkdir(parents=True)
         train = _fold_manifest(folder / "train.csv", [c for c in cases if c is not case])
         for name in methods:
-            method = method_of(name)
-            init = _pretrain_chain(method, request, preprocess, share, train, out, folder / name, pretrained)
+            method = _method(name)
+            init = (request.init if name == PRETRAINED else
+                    _pretrain_chain(method, request, preprocess, share, train, out, folder / name, pretrained))
             model, _ = run_finetune(train, folder / name / "model.pt", _finetune_config(request, method, share),
-                                    None if init else preprocess, channels=request.channels, init=init)
+                                    preprocess if name == PRETRAINED else None if init else preprocess,
+                                    channels=request.channels, init=init)
             end_if_stopped()
             rows.append({"case": case.id, "fold": fold, "method": name, "labeled": len(cases) - 1,
                          "seed": fold, "dice_mean": _score(model, case, folder / name, request, dataset)})
@@ -137,7 +173,7 @@ def _count_runs(methods: Sequence[str], folds: int) -> int:
     stages: set[str] = set()
     supervised = 0
     for name in methods:
-        for step in pretraining_steps(method_of(name)):
+        for step in pretraining_steps(_method(name)):
             if step.supervised:
                 supervised += folds
             else:
@@ -232,7 +268,7 @@ def training_commands(name: str, request: CompareRequest, preprocess: Preprocess
     lines, init = [], None
     unlabeled = [str(p) for p in request.unlabeled]
     channels = ["--channels", ",".join(map(str, request.channels))]
-    for step in pretraining_steps(method_of(name)):
+    for step in pretraining_steps(_method(name)):
         out = f"{step.chain}.pt"
         config = _stage_config(step, request, None)
         words = ["contrastseg", "pretrain", *(["--labeled", str(request.labeled)] if step.supervised
@@ -243,8 +279,11 @@ def training_commands(name: str, request: CompareRequest, preprocess: Preprocess
         init = out
     finetune = ["contrastseg", "finetune", "--labeled", str(request.labeled), "--out", "model.pt",
                 "--iterations", str(request.finetune_iterations), "--seed", str(request.seed)]
-    finetune += ["--init", init] if init else [*command_arguments(preprocess), *channels]
-    lines.append(shlex.join(finetune + (["--mixup"] if method_of(name).mixup else [])))
+    if name == PRETRAINED:
+        finetune += ["--init", str(request.init), *command_arguments(preprocess)]
+    else:
+        finetune += ["--init", init] if init else [*command_arguments(preprocess), *channels]
+    lines.append(shlex.join(finetune + (["--mixup"] if _method(name).mixup else [])))
     return lines
 
 

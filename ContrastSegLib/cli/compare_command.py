@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..benchmark.compare import DEFAULT_COMPARE_METHODS, CompareRequest, run_compare
+from ..benchmark.compare import DEFAULT_COMPARE_METHODS, PRETRAINED, CompareRequest, run_compare
 from ..option_rules import DURATION
 from ..settings import ExecutionConfig, FinetuneConfig, PreprocessConfig, PretrainConfig, config_from_args
 from .common import (add_channels_option, add_execution_options, add_preprocessing_options, name_list, positive_int,
@@ -24,9 +24,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--labeled", required=True, type=Path, help="folder or manifest of 2 or more labeled volumes")
     parser.add_argument("--unlabeled", nargs="+", type=Path, default=[], help="unlabeled folder(s) for pre-training")
     parser.add_argument("--out", required=True, type=Path, help="new results folder")
-    parser.add_argument("--methods", type=name_list, default=DEFAULT_COMPARE_METHODS, metavar="M,M,...",
+    parser.add_argument("--methods", type=name_list, default=None, metavar="M,M,...",
                         help="methods as in contrastseg benchmark (random, GD, GD+LR, MIM, MIM+LR, GD+SLC, ...); "
-                             f"random is always included (default: {','.join(DEFAULT_COMPARE_METHODS)})")
+                             f"random is always included, and {PRETRAINED} with --init (default: "
+                             f"{','.join(DEFAULT_COMPARE_METHODS)}; with --init: {PRETRAINED} alone)")
+    parser.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                        help="a checkpoint of contrastseg pretrain (or of the Slicer module's background "
+                             f"pre-training) to compare as the method {PRETRAINED}: fine-tuned from it in every fold, "
+                             "every method on its preprocessing and widths, nothing pre-trained again")
     parser.add_argument("--time-budget", type=DURATION.parse, default=None, metavar="DURATION",
                         help="wall-clock time for the whole comparison, e.g. 20m, shared equally by its training "
                              "runs (default: the iterations)")
@@ -36,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         metavar="N", help=f"fine-tuning steps, at most (default: {FinetuneConfig.iterations})")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     group = parser.add_argument_group("model")
-    add_channels_option(group)
+    add_channels_option(group, "; taken from --init when given")
     add_preprocessing_options(parser)
     add_execution_options(parser)
     parser.set_defaults(run=run)
@@ -44,7 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     request = CompareRequest(
-        labeled=args.labeled, unlabeled=tuple(args.unlabeled), out=args.out, methods=args.methods,
+        labeled=args.labeled, unlabeled=tuple(args.unlabeled), out=args.out, init=args.init,
+        methods=args.methods or ((PRETRAINED,) if args.init else DEFAULT_COMPARE_METHODS),
         time_budget=args.time_budget, pretrain_iterations=args.pretrain_iterations,
         finetune_iterations=args.finetune_iterations, preprocess=preprocessing_from(args) or PreprocessConfig(),
         channels=args.channels, execution=config_from_args(ExecutionConfig, args), seed=args.seed)

@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_options(training, FinetuneConfig, exclude=[ExecutionConfig])
     training.add_argument("--unlabeled", nargs="+", default=(),
                           help="volumes to pseudo-label (default: the --split's train_unlabeled cases)")
-    add_channels_option(training)
+    add_channels_option(training, "; taken from --init when given")
     add_preprocessing_options(parser)
     add_execution_options(parser)
     add_overwrite_option(parser)

@@ -50,6 +50,21 @@ def covering_side(plane_shapes: Iterable[Sequence[int]], divisor: int, largest: 
     return int(min(cap, max(divisor, -(-extent // divisor) * divisor)))
 
 
+CROP_FROM_DATA = "crop_from_data"  # checkpoint metadata: the side was chosen from the data, not asked for
+
+
+def inherited_preprocessing(metadata: dict) -> PreprocessConfig:
+    """The preprocessing of a run that starts from a checkpoint with this ``metadata`` and is given none: the
+    checkpoint's spacing, percentiles and axis (its encoder's scale), and its side only where that was asked for.
+    A side the checkpoint chose from its own volumes (``CROP_FROM_DATA``; a fine-tuned model's ``whole_slices``)
+    is chosen again from the new run's volumes, so a model started from pre-trained weights trains and predicts on
+    whole slices as one started from random weights does: a pre-training side kept as a centre window hides every
+    structure outside it (nothing is learned or predicted there)."""
+    config = PreprocessConfig.from_json(metadata.get("preprocessing") or {})
+    chosen = metadata.get(CROP_FROM_DATA, metadata.get("whole_slices", False))
+    return replace(config, crop_size=None) if chosen else config
+
+
 def whole_slice_side(volumes: Sequence[Volume], config: PreprocessConfig, channels: Sequence[int]) -> int:
     """The side that holds every slice of ``volumes`` whole under the resolved ``config``: at least its crop (what
     prediction and the training banks of a model trained in patches use)."""

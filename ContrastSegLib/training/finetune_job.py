@@ -18,7 +18,8 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import Volume, check_output_path, read_image, read_label
 from ..models import UNet2D, UNetConfig
-from ..preprocess import PreparedVolume, preprocess_volume, resolve_preprocessing, whole_slice_side
+from ..preprocess import (PreparedVolume, inherited_preprocessing, preprocess_volume, resolve_preprocessing,
+                          whole_slice_side)
 from ..runtime.budget import clock as budget_clock
 from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from ..runtime.precision import plan_execution
@@ -82,7 +83,7 @@ def initialise_model(model: UNet2D, init: Checkpoint, source: str, labels: Label
         )
     own = model.state_dict()
     taken = {k: v for k, v in init.model.items() if k in own and own[k].shape == v.shape}
-    if not any(k.startswith("encoder.") for k in taken):
+    if not any(k.startswith("encoder.") and v.dim() for k, v in taken.items()):  # not only BatchNorm step counts
         raise ContrastSegError(f"{source}: no encoder weights fit this UNet; check --channels matches the checkpoint")
     model.load_state_dict(taken, strict=False)
     return sorted({".".join(k.split(".")[:2]) if k.startswith("decoder.") else k.split(".")[0] for k in taken})
@@ -105,9 +106,11 @@ def run_finetune(
     """Fine-tune on the labeled volumes of ``labeled`` (folder or manifest) and write the checkpoint ``out``.
 
     With ``split``, only its ``train_labeled`` cases train and its ``validation`` cases validate; a test case is
-    refused. Without, every labeled case trains and there is no validation. ``preprocess`` None: the ``init``
-    checkpoint's preprocessing (a pre-trained encoder expects its own spacing and crop), else the default
-    ``PreprocessConfig()``; an unset spacing becomes the median in-plane spacing of the training volumes. With
+    refused. Without, every labeled case trains and there is no validation. The UNet has the ``init`` checkpoint's
+    widths (``channels`` is then unused). ``preprocess`` None: the ``init`` checkpoint's preprocessing (a
+    pre-trained encoder expects its own spacing), else the default
+    ``PreprocessConfig()`` (a side the checkpoint chose from its own volumes is chosen again from these:
+    ``inherited_preprocessing``); an unset spacing becomes the median in-plane spacing of the training volumes. With
     self-training (``config.self_training_rounds``), pseudo-labels are made for the volumes of ``unlabeled``, or
     else for the split's train_unlabeled cases. A stop request (``runtime.stop``) ends training early; the checkpoint
     then holds the best weights so far (with validation), else the last, and says where it stopped. A time budget
@@ -118,7 +121,7 @@ def run_finetune(
     The training side (``preprocess.crop_size``) is what each step sees. Chosen from the data (unset), it covers
     the slices up to ``MAX_AUTO_CROP``: the training and validation slices are kept whole (``whole_slice_side``),
     cut into patches of that side where larger, and the checkpoint says so (``"whole_slices"``), so that prediction
-    covers whole slices too. A side asked for (or inherited from ``init``) is a centre window in training and
+    covers whole slices too. A side asked for (or asked for by the run that made ``init``) is a centre window in training and
     prediction alike, as it always was: measured on brain-offline, patches drawn around the structures learned
     slower than a fixed window on them. A side from the data may
     A time budget too short for ``MIN_BUDGET_STEPS`` steps lowers the batch (``config.budget_batch``,
@@ -131,9 +134,10 @@ def run_finetune(
     dataset = discover(labeled, channel=channel)
     train_cases, validation_cases = _training_cases(dataset, split)
     init_checkpoint = load_checkpoint(init) if init else None
+    if init_checkpoint is not None:  # its widths, as pre-training from it takes them
+        channels = tuple(init_checkpoint.metadata["architecture"]["channels"])
     if preprocess is None:
-        inherited = init_checkpoint.metadata.get("preprocessing") if init_checkpoint else None
-        preprocess = PreprocessConfig.from_json(inherited) if inherited else PreprocessConfig()
+        preprocess = inherited_preprocessing(init_checkpoint.metadata) if init_checkpoint else PreprocessConfig()
     preprocess.check(channels)
     whole_slices = preprocess.crop_size is None  # a side from the data: slices kept whole, predicted whole
     train_pairs = read_labeled_cases(dataset, train_cases)

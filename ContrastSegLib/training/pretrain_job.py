@@ -26,7 +26,7 @@ from ..data.splits import cases_in, check_not_test, load_split
 from ..errors import ContrastSegError
 from ..io import check_output_path, read_image
 from ..models import UNet2D, UNetConfig
-from ..preprocess import preprocess_volume, resolve_preprocessing
+from ..preprocess import CROP_FROM_DATA, inherited_preprocessing, preprocess_volume, resolve_preprocessing
 from ..runtime.checkpoint import Checkpoint, lineage_after, load_checkpoint, save_checkpoint
 from ..runtime.precision import plan_execution
 from ..runtime.progress import ProgressReporter
@@ -99,8 +99,9 @@ def run_pretrain(
     if init_checkpoint is not None:
         channels = tuple(init_checkpoint.metadata["architecture"]["channels"])
         if preprocess is None and "preprocessing" in init_checkpoint.metadata:
-            preprocess = PreprocessConfig.from_json(init_checkpoint.metadata["preprocessing"])
+            preprocess = inherited_preprocessing(init_checkpoint.metadata)
     preprocess = (preprocess or PreprocessConfig()).check(channels)
+    crop_from_data = preprocess.crop_size is None  # recorded: a later run chooses its own side then
     model_config = UNetConfig(in_channels=1, num_classes=2, channels=tuple(channels))
     reporter = reporter or ProgressReporter(f"pretrain-{config.stage}", config.iterations, enabled=context.is_main)
     plan = plan_execution(local_device(context, config.device), config.precision, config.channels_last)
@@ -126,7 +127,7 @@ def run_pretrain(
     trainable = attach_heads(model, config, preprocess.crop_size)
     metadata = {
         "stage": f"pretrain-{config.stage}", "architecture": model_config.to_json(),
-        "preprocessing": preprocess.to_json(), "config": config.to_json(),
+        "preprocessing": preprocess.to_json(), CROP_FROM_DATA: crop_from_data, "config": config.to_json(),
         "data": {"sources": [str(Path(s).resolve()) for s in ([labeled] if labels else unlabeled)],
                  "cases": [c.id for c in cases],
                  "split": str(Path(split).resolve()) if split else None},

@@ -146,8 +146,7 @@ def _run_folds(request: CompareRequest, methods: Sequence[str], cases: Sequence[
             init = (request.init if name == PRETRAINED else
                     _pretrain_chain(method, request, preprocess, share, train, out, folder / name, pretrained))
             model, _ = run_finetune(train, folder / name / "model.pt", _finetune_config(request, method, share),
-                                    preprocess if name == PRETRAINED else None if init else preprocess,
-                                    channels=request.channels, init=init)
+                                    preprocess, channels=request.channels, init=init)
             end_if_stopped()
             rows.append({"case": case.id, "fold": fold, "method": name, "labeled": len(cases) - 1,
                          "seed": fold, "dice_mean": _score(model, case, folder / name, request, dataset)})
